@@ -1,0 +1,14 @@
+"""cvxattn: attention and token mixing through convex duality (Sahiner et al., ICML 2022).
+
+Notebooks use ``import cvxattn_lib as cal`` and then ``cal.setup``, ``cal.convex.fit_mlp``, ...
+"""
+
+from . import arrangements, certificates, convex, losses, nonconvex, validation
+from .cvxpy_solve import SolveError, installed_solvers, solve
+from .runtime import Config, data_root, device, is_fast, pick, setup
+
+__version__ = "0.1.0"
+
+__all__ = ["arrangements", "certificates", "convex", "losses", "nonconvex", "validation",
+           "SolveError", "installed_solvers", "solve", "Config", "data_root", "device",
+           "is_fast", "pick", "setup", "__version__"]

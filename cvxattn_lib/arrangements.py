@@ -1,0 +1,99 @@
+r"""Hyperplane arrangements: the activation patterns a ReLU layer can produce on fixed data.
+
+A neuron with weights :math:`h` acts on the data :math:`X` (n x d) through the diagonal pattern
+:math:`D(h) = \operatorname{diag}(1\{X h \ge 0\})`.  Only finitely many patterns exist: for n points in
+general position in :math:`\mathbb{R}^d` they are the regions of a central arrangement of n
+hyperplanes, :math:`2\sum_{k=0}^{d-1}\binom{n-1}{k}` of them, and at most
+:math:`2r\,(e(n-1)/r)^r` with :math:`r = \operatorname{rank}(X)` (Pilanci & Ergen 2020).
+
+Patterns are stored as boolean matrices of shape (n, P): column j is the diagonal of D_j.
+"""
+
+from __future__ import annotations
+
+from itertools import combinations
+from math import comb, e
+
+import numpy as np
+
+from .validation import as_float_array, positive_int
+
+
+def sample_gates(d: int, n_gates: int, seed: int | np.random.Generator = 0) -> np.ndarray:
+    """``n_gates`` gate vectors drawn i.i.d. N(0, I_d), as the columns of a (d, n_gates) array."""
+    d = positive_int("d", d)
+    n_gates = positive_int("n_gates", n_gates)
+    rng = np.random.default_rng(seed)
+    return rng.standard_normal((d, n_gates))
+
+
+def patterns_from_gates(X, gates, *, unique: bool = True,
+                        drop_zero: bool = True) -> tuple[np.ndarray, np.ndarray]:
+    """Patterns ``1{X g_j >= 0}`` for the gate columns ``g_j``.
+
+    Returns ``(D, G)``: D (n, P) boolean, G (d, P) the gates that produced them.  With ``unique``,
+    duplicate patterns are dropped and the first gate of each is kept, in order of first
+    appearance; with ``drop_zero`` the all-zero pattern (a neuron that is never active, which
+    contributes nothing to any network) is dropped too.
+    """
+    X = as_float_array("X", X, 2)
+    G = as_float_array("gates", gates, 2, shape=(X.shape[1], None))
+    D = X @ G >= 0
+    if not unique:
+        return D, G
+    keep, seen = [], set()
+    for j in range(D.shape[1]):
+        key = D[:, j].tobytes()
+        if key in seen or (drop_zero and not D[:, j].any()):
+            continue
+        seen.add(key)
+        keep.append(j)
+    return D[:, keep], G[:, keep]
+
+
+def enumerate_patterns(X, *, drop_zero: bool = True,
+                       tol: float = 1e-10) -> tuple[np.ndarray, np.ndarray]:
+    r"""Every distinct non-zero pattern of ``X`` (exact for data in general position).
+
+    Each region of the arrangement has a vertex ray, the null space of d - 1 rows of X.  For each
+    such (d-1)-subset S and ray :math:`\pm r`, the gates :math:`\pm r + \epsilon q_s` with
+    :math:`X_S q_s = s` for every sign vector s reach all regions around that ray.
+    Cost :math:`O(\binom{n}{d-1} 2^d)` gates, so this is for small d (a toy's d <= 4).
+    Returns ``(D, G)`` as :func:`patterns_from_gates`.
+    """
+    X = as_float_array("X", X, 2)
+    n, d = X.shape
+    if d == 1:
+        return patterns_from_gates(X, np.array([[1.0, -1.0]]), drop_zero=drop_zero)
+    if d > 6 or comb(n, d - 1) * 2**d > 2_000_000:
+        raise ValueError(f"X of shape {X.shape} is too large to enumerate every pattern "
+                         "(C(n, d-1) * 2^d > 2e6); use sample_gates instead")
+    gates = []
+    signs = np.array(np.meshgrid(*[[-1.0, 1.0]] * (d - 1))).reshape(d - 1, -1).T
+    for S in combinations(range(n), d - 1):
+        XS = X[list(S)]
+        _, sv, Vt = np.linalg.svd(XS)
+        if sv.min() < tol * max(sv.max(), 1.0):
+            continue  # rows not independent: no vertex ray from this subset
+        ray = Vt[-1]
+        Q = np.linalg.pinv(XS) @ signs.T  # (d, 2^(d-1)): X_S q = s
+        others = np.setdiff1d(np.arange(n), S)
+        xr = X[others] @ ray
+        xq = np.abs(X[others] @ Q).max(axis=1) if others.size else np.zeros(0)
+        eps = 0.5 * np.min(np.abs(xr) / np.maximum(xq, 1e-300)) if others.size else 1.0
+        eps = min(eps, 1.0)
+        for sgn in (1.0, -1.0):
+            gates.append(sgn * ray[:, None] + eps * Q)
+    G = np.concatenate(gates, axis=1) if gates else np.zeros((d, 0))
+    return patterns_from_gates(X, G, drop_zero=drop_zero)
+
+
+def region_count_general_position(n: int, r: int) -> int:
+    r"""Regions of a central arrangement of n hyperplanes in general position in
+    :math:`\mathbb{R}^r`: :math:`2\sum_{k=0}^{r-1}\binom{n-1}{k}`."""
+    return 2 * sum(comb(n - 1, k) for k in range(r))
+
+
+def pattern_count_bound(n: int, r: int) -> float:
+    r"""The upper bound :math:`2r\,(e(n-1)/r)^r` on the number of patterns (n samples, rank r)."""
+    return 2 * r * (e * (n - 1) / r) ** r

@@ -1,0 +1,241 @@
+r"""Two-layer networks with weight decay as convex programs (Pilanci & Ergen 2020; paper eq. (8)).
+
+Objective of the network (sum over samples):
+:math:`\tfrac12\sum_i\|f(x_i)-y_i\|^2 + \tfrac\beta2\sum_j(\|w_{1j}\|^2+\|w_{2j}\|^2)`.
+Rescaling each neuron turns the penalty into :math:`\beta\sum_j\|w_{1j}\|\,\|w_{2j}\|`, and grouping
+neurons gives the convex programs
+
+* linear:      :math:`\min_Z L(XZ) + \beta\|Z\|_*`,
+* gated ReLU:  :math:`\min_{Z_j} L(\sum_j D_j X Z_j) + \beta\sum_j\|Z_j\|_*` (fixed gates),
+* ReLU (c=1):  :math:`\min L(\sum_j D_j X(v_j-w_j)) + \beta\sum_j(\|v_j\|+\|w_j\|)` s.t.
+  :math:`(2D_j-I)Xv_j\ge0,\ (2D_j-I)Xw_j\ge0`,
+
+each equal to the non-convex optimum once the network has at least as many neurons as the
+solution's rank (linear, gated) or number of non-zero groups (ReLU, with every pattern enumerated).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from functools import cached_property
+
+import cvxpy as cp
+import numpy as np
+
+from .. import arrangements
+from ..certificates import Certificate, certify, cone_support
+from ..cvxpy_solve import solve
+from ..losses import loss_value, one_hot
+from ..nonconvex.mlp import ACTIVATIONS, TwoLayerNet
+from ..validation import as_float_array, choice, positive_int, positive_scalar, targets
+
+
+def nuclear_norm(Z) -> cp.Expression:
+    """||Z||_* as a CVXPY expression (the Euclidean norm when Z is a vector: no SDP needed)."""
+    return cp.norm(Z, "fro") if min(Z.shape) == 1 else cp.normNuc(Z)
+
+
+def cvx_loss(U: cp.Expression, Y: np.ndarray, loss: str) -> cp.Expression:
+    """L(U) as a CVXPY expression: squared (Y (n, c)) or softmax cross-entropy (labels (n,))."""
+    if loss == "squared":
+        return 0.5 * cp.sum_squares(U - Y)
+    E = one_hot(Y, U.shape[1])
+    return cp.sum(cp.log_sum_exp(U, axis=1)) - cp.sum(cp.multiply(E, U))
+
+
+def factor(Z: np.ndarray, tol: float) -> tuple[np.ndarray, np.ndarray]:
+    r"""Balanced factors of Z: :math:`Z = AB` with :math:`A = U\sqrt S`, :math:`B = \sqrt S V^\top`,
+    keeping singular values above ``tol``; then :math:`\tfrac12(\|A\|^2+\|B\|^2) = \|Z\|_*`."""
+    U, s, Vt = np.linalg.svd(Z, full_matrices=False)
+    keep = s > tol
+    r = np.sqrt(s[keep])
+    return U[:, keep] * r, r[:, None] * Vt[keep]
+
+
+@dataclass
+class MLPFit:
+    """The solution of a two-layer convex program, with recovery and certificate."""
+
+    activation: str
+    loss: str
+    beta: float
+    X: np.ndarray = field(repr=False)
+    Y: np.ndarray = field(repr=False)
+    D: np.ndarray = field(repr=False)  # (n, P) patterns (gated ReLU / ReLU), or (n, 0)
+    G: np.ndarray = field(repr=False)  # (d, P) gates that generated the patterns
+    Z: list = field(repr=False)  # linear: [Z]; gated: [Z_j]; relu: [v_j - w_j] pairs as (V, W)
+    solver_value: float
+    status: str
+    solver: str
+    rank_tol: float = 1e-8
+
+    # -- the primal point -------------------------------------------------------------------
+    def prediction(self) -> np.ndarray:
+        """f(X) on the training data, from the convex variables."""
+        X = self.X
+        if self.activation == "linear":
+            return X @ self.Z[0]
+        if self.activation == "gated_relu":
+            return sum(self.D[:, [j]] * (X @ Zj) for j, Zj in enumerate(self.Z))
+        V, W = self.Z
+        return np.sum(self.D * (X @ (V - W)), axis=1, keepdims=True)
+
+    def regulariser(self) -> float:
+        """R(Z): nuclear norms (linear, gated) or group norms (ReLU)."""
+        if self.activation == "relu":
+            V, W = self.Z
+            return float(np.linalg.norm(V, axis=0).sum() + np.linalg.norm(W, axis=0).sum())
+        return float(sum(np.linalg.norm(Zj, "nuc") for Zj in self.Z))
+
+    @cached_property
+    def value(self) -> float:
+        """The optimum: L(prediction) + beta R(Z), recomputed in float64 from the solution."""
+        return loss_value(self.prediction(), self.Y, self.loss) + self.beta * self.regulariser()
+
+    # -- recovery ---------------------------------------------------------------------------
+    def weights(self) -> dict[str, np.ndarray]:
+        """Non-convex weights reaching :attr:`value`: ``W1`` (d, m), ``W2`` (m, c), and ``G``
+        (d, m) for gated ReLU (neuron j computes ``1{X G[:, j] >= 0} * (X W1[:, j])``)."""
+        d = self.X.shape[1]
+        scale = self.rank_tol * max(1.0, self._largest())
+        if self.activation == "relu":
+            V, W = self.Z
+            cols, outs = [], []
+            for M, sign in ((V, 1.0), (W, -1.0)):
+                norms = np.linalg.norm(M, axis=0)
+                for j in np.flatnonzero(norms > scale):
+                    cols.append(M[:, j] / np.sqrt(norms[j]))
+                    outs.append(sign * np.sqrt(norms[j]))
+            W1 = np.stack(cols, axis=1) if cols else np.zeros((d, 0))
+            return {"W1": W1, "W2": np.asarray(outs, dtype=float).reshape(-1, 1)}
+        c = self.Z[0].shape[1]
+        W1s, W2s, Gs = [], [], []
+        for j, Zj in enumerate(self.Z):
+            A, B = factor(Zj, scale)
+            W1s.append(A)
+            W2s.append(B)
+            if self.activation == "gated_relu":
+                Gs.append(np.repeat(self.G[:, [j]], A.shape[1], axis=1))
+        out = {"W1": np.concatenate(W1s, axis=1) if W1s else np.zeros((d, 0)),
+               "W2": np.concatenate(W2s, axis=0) if W2s else np.zeros((0, c))}
+        if self.activation == "gated_relu":
+            out["G"] = np.concatenate(Gs, axis=1) if Gs else np.zeros((d, 0))
+        return out
+
+    def _largest(self) -> float:
+        if self.activation == "relu":
+            return float(max(np.linalg.norm(M, axis=0).max(initial=0.0) for M in self.Z))
+        return float(max(np.linalg.norm(Zj, 2) for Zj in self.Z))
+
+    @property
+    def n_neurons(self) -> int:
+        """Neurons in the recovered network: the rank(s) of the solution, or its non-zero groups."""
+        return self.weights()["W1"].shape[1]
+
+    def network(self) -> TwoLayerNet:
+        """The recovered non-convex network (torch, float64)."""
+        return TwoLayerNet.from_weights(self.weights(), self.activation)
+
+    def predict(self, X) -> np.ndarray:
+        """The recovered network's output on new inputs X (m, d)."""
+        X = as_float_array("X", X, 2, shape=(None, self.X.shape[1]))
+        return self.network().predict(X)
+
+    # -- certificate ------------------------------------------------------------------------
+    def dual_norm(self, V: np.ndarray) -> float:
+        r"""The dual-norm constraint value for a dual point V (n, c): must be <= beta.
+
+        linear :math:`\|X^\top V\|_2`; gated :math:`\max_j\|X^\top D_jV\|_2`; ReLU
+        :math:`\max_j\max_\pm \|\Pi_{K_j}(\pm X^\top D_j v)\|` with
+        :math:`K_j=\{u:(2D_j-I)Xu\ge0\}`.
+        """
+        X = self.X
+        if self.activation == "linear":
+            return float(np.linalg.norm(X.T @ V, 2))
+        if self.activation == "gated_relu":
+            return float(max(np.linalg.norm(X.T @ (self.D[:, [j]] * V), 2)
+                             for j in range(self.D.shape[1])))
+        out = 0.0
+        for j in range(self.D.shape[1]):
+            g = X.T @ (self.D[:, j] * V[:, 0])
+            A = (2.0 * self.D[:, j] - 1.0)[:, None] * X
+            out = max(out, cone_support(A, g), cone_support(A, -g))
+        return out
+
+    def certify(self) -> Certificate:
+        """The weak-duality certificate at this solution (see :mod:`cvxattn_lib.certificates`)."""
+        return certify(self.value, self.prediction(), self.Y, self.loss, self.beta, self.dual_norm)
+
+    def certificate(self) -> dict:
+        """``value``, ``lower_bound`` (certified lower bound on the optimum over these patterns),
+        ``gap``, ``rel_gap``, ``dual_norm`` (<= beta at the optimum) and ``dual_scale``."""
+        return self.certify().as_dict()
+
+
+def _patterns(X, activation, gates, n_gates, seed):
+    d = X.shape[1]
+    if gates is not None:
+        gates = as_float_array("gates", gates, 2, shape=(d, None))
+        if gates.shape[1] == 0:
+            raise ValueError("gates must have at least one column, got shape (d, 0)")
+        return arrangements.patterns_from_gates(X, gates)
+    if n_gates is not None:
+        n_gates = positive_int("n_gates", n_gates)
+        return arrangements.patterns_from_gates(X, arrangements.sample_gates(d, n_gates, seed))
+    if activation == "relu":
+        return arrangements.enumerate_patterns(X)
+    return arrangements.patterns_from_gates(X, arrangements.sample_gates(d, 32, seed))
+
+
+def fit_mlp(X, Y, beta, activation: str = "relu", gates=None, n_gates=None, seed: int = 0,
+            loss: str = "squared", solver: str | None = None) -> MLPFit:
+    """Solve the convex program equivalent to a two-layer network with weight decay ``beta``.
+
+    ``X`` (n, d); ``Y`` (n, c) targets (squared loss) or integer labels (n,) (cross-entropy).
+    ``activation``: ``'linear'``, ``'gated_relu'`` or ``'relu'`` (scalar output, squared loss).
+    Patterns come from ``gates`` (d, P) if given, else from ``n_gates`` gates sampled with ``seed``,
+    else: ReLU enumerates every pattern (exact), gated ReLU samples 32 gates.
+    Returns an :class:`MLPFit` with ``value``, ``weights()`` and ``certificate()``.
+    """
+    X = as_float_array("X", X, 2)
+    activation = choice("activation", activation, ACTIVATIONS)
+    beta = positive_scalar("beta", beta)
+    loss = choice("loss", loss, ("squared", "cross_entropy"))
+    Y, c = targets(Y, X.shape[0], loss)
+    n, d = X.shape
+    if activation == "relu" and (c != 1 or loss != "squared"):
+        raise ValueError("activation='relu' is the exact program for a scalar output with the "
+                         f"squared loss (Y of shape (n,) or (n, 1)), got c={c}, loss={loss!r}; "
+                         "use activation='gated_relu' for several outputs or cross-entropy")
+
+    if activation == "linear":
+        D, G = np.zeros((n, 0), dtype=bool), np.zeros((d, 0))
+        Zv = [cp.Variable((d, c))]
+        U = X @ Zv[0]
+        reg = nuclear_norm(Zv[0])
+        cons = []
+    else:
+        D, G = _patterns(X, activation, gates, n_gates, seed)
+        if D.shape[1] == 0:
+            raise ValueError("the gates give no active pattern on X (every neuron would be off); "
+                             "pass other gates or more n_gates")
+        Df = D.astype(float)
+        if activation == "gated_relu":
+            Zv = [cp.Variable((d, c)) for _ in range(D.shape[1])]
+            U = sum(cp.multiply(Df[:, [j]] @ np.ones((1, c)), X @ Zj) for j, Zj in enumerate(Zv))
+            reg = sum(nuclear_norm(Zj) for Zj in Zv)
+            cons = []
+        else:
+            Vv, Wv = cp.Variable((d, D.shape[1])), cp.Variable((d, D.shape[1]))
+            S = 2.0 * Df - 1.0
+            U = cp.reshape(cp.sum(cp.multiply(Df, X @ (Vv - Wv)), axis=1), (n, 1), order="C")
+            reg = cp.sum(cp.norm(Vv, 2, axis=0)) + cp.sum(cp.norm(Wv, 2, axis=0))
+            cons = [cp.multiply(S, X @ Vv) >= 0, cp.multiply(S, X @ Wv) >= 0]
+            Zv = [Vv, Wv]
+
+    problem = cp.Problem(cp.Minimize(cvx_loss(U, Y, loss) + beta * reg), cons)
+    solver_value = solve(problem, solver=solver)
+    Zs = [np.asarray(Zj.value, dtype=np.float64) for Zj in Zv]
+    return MLPFit(activation=activation, loss=loss, beta=beta, X=X, Y=Y, D=D, G=G, Z=Zs,
+                  solver_value=solver_value, status=problem.status,
+                  solver=problem.solver_stats.solver_name)

@@ -1,0 +1,71 @@
+"""The one place that calls a CVXPY solver.
+
+No solver is hard-coded: :func:`solve` tries the installed solvers that handle the problem's
+cones in order of accuracy (Clarabel, then MOSEK/ECOS if present, then SCS with tight
+tolerances) and raises :class:`SolveError` naming the status, the installed solvers and what to try.
+"""
+
+from __future__ import annotations
+
+import cvxpy as cp
+
+# accurate interior-point solvers first, first-order SCS last (it is less accurate)
+PREFERENCE = ("CLARABEL", "MOSEK", "ECOS", "SCS")
+_TIGHT = {
+    "CLARABEL": dict(tol_gap_abs=1e-10, tol_gap_rel=1e-10, tol_feas=1e-10, tol_ktratio=1e-10,
+                     max_iter=500),
+    "ECOS": dict(abstol=1e-10, reltol=1e-10, feastol=1e-10, max_iters=500),
+    "SCS": dict(eps_abs=1e-9, eps_rel=1e-9, max_iters=200_000),
+    "MOSEK": {},
+}
+_OK = (cp.OPTIMAL,)
+
+
+class SolveError(RuntimeError):
+    """A CVXPY solve that did not reach an optimal status."""
+
+
+def installed_solvers() -> list[str]:
+    """The solvers CVXPY can call in this environment."""
+    return list(cp.installed_solvers())
+
+
+def solve(problem: cp.Problem, solver: str | None = None, verbose: bool = False,
+          **options) -> float:
+    """Solve ``problem`` to high accuracy and return its optimal value.
+
+    ``solver`` forces one solver (its name as in ``cvxpy.installed_solvers()``); otherwise the
+    installed ones in :data:`PREFERENCE` are tried in turn until one reports ``optimal``.
+    Extra ``options`` go to the solver.  Raises :class:`SolveError` if none succeeds.
+    """
+    available = installed_solvers()
+    if solver is not None:
+        if solver.upper() not in available:
+            raise SolveError(f"solver={solver!r} is not installed; installed solvers: "
+                             f"{', '.join(available)}. Install it (e.g. `pip install {solver.lower()}`)"
+                             " or pass solver=None to let cvxattn choose.")
+        candidates = [solver.upper()]
+    else:
+        candidates = [s for s in PREFERENCE if s in available]
+        if not candidates:
+            raise SolveError(f"none of the solvers cvxattn uses ({', '.join(PREFERENCE)}) is "
+                             f"installed (installed: {', '.join(available)}); "
+                             "`pip install clarabel scs`.")
+    tried = []
+    for name in candidates:
+        opts = {**_TIGHT.get(name, {}), **options}
+        try:
+            problem.solve(solver=name, verbose=verbose, **opts)
+        except cp.error.SolverError as exc:
+            tried.append(f"{name}: solver error ({exc})")
+            continue
+        except cp.error.DCPError:
+            raise
+        if problem.status in _OK:
+            return float(problem.value)
+        tried.append(f"{name}: status {problem.status!r}")
+    raise SolveError(
+        "the convex program was not solved to optimality. Tried " + "; ".join(tried)
+        + f". Installed solvers: {', '.join(available)}. What to try: rescale the data "
+        "(standardise X, Y), increase beta, use fewer gates/patterns, or install a commercial "
+        "solver such as MOSEK and pass solver='MOSEK'.")

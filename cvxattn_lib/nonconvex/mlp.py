@@ -1,0 +1,87 @@
+r"""The non-convex two-layer network the convex programs are equivalent to.
+
+.. math:: f(x) = \sum_{j=1}^m \sigma_j(x^\top w_{1j})\, w_{2j}^\top,
+
+with :math:`\sigma` the identity (linear), :math:`\max(\cdot,0)` (ReLU) or, for gated ReLU, the
+fixed gate :math:`\sigma_j(u) = 1\{x^\top g_j \ge 0\}\,u`.  Weights ``W1`` (d, m), ``W2`` (m, c),
+gates ``G`` (d, m).  Penalty (see :func:`.training.penalty`): :math:`\tfrac12\sum_j \|w_{1j}\|^2 + \|w_{2j}\|^2`.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch import nn
+
+from ..validation import as_float_array, choice
+
+ACTIVATIONS = ("linear", "gated_relu", "relu")
+
+
+class TwoLayerNet(nn.Module):
+    """Two-layer network with ``m`` hidden neurons; float64 by default for exact comparisons."""
+
+    def __init__(self, d: int, m: int, c: int, activation: str = "relu", gates=None,
+                 init_scale: float = 1.0, generator: torch.Generator | None = None,
+                 dtype: torch.dtype = torch.float64):
+        super().__init__()
+        self.activation = choice("activation", activation, ACTIVATIONS)
+        w1 = torch.randn(d, m, generator=generator, dtype=dtype) * init_scale / np.sqrt(d)
+        w2 = torch.randn(m, c, generator=generator, dtype=dtype) * init_scale / np.sqrt(m)
+        self.W1 = nn.Parameter(w1)
+        self.W2 = nn.Parameter(w2)
+        if activation == "gated_relu":
+            if gates is None:
+                raise ValueError("gates (d, m) are required for activation='gated_relu'")
+            G = torch.as_tensor(np.asarray(gates), dtype=dtype)
+            if tuple(G.shape) != (d, m):
+                raise ValueError(f"gates must have shape ({d}, {m}), got {tuple(G.shape)}")
+            self.register_buffer("G", G)
+        else:
+            self.G = None
+
+    def hidden(self, X: torch.Tensor) -> torch.Tensor:
+        """Hidden activations sigma(X W1), shape (n, m)."""
+        H = X @ self.W1
+        if self.activation == "relu":
+            return torch.relu(H)
+        if self.activation == "gated_relu":
+            return H * (X @ self.G >= 0).to(H.dtype)
+        return H
+
+    def forward(self, X: torch.Tensor) -> torch.Tensor:
+        return self.hidden(X) @ self.W2
+
+    def weights(self) -> dict[str, np.ndarray]:
+        """The weights as float64 numpy arrays (``W1``, ``W2`` and ``G`` for gated ReLU)."""
+        out = {"W1": self.W1.detach().cpu().double().numpy(),
+               "W2": self.W2.detach().cpu().double().numpy()}
+        if self.G is not None:
+            out["G"] = self.G.detach().cpu().double().numpy()
+        return out
+
+    @classmethod
+    def from_weights(cls, weights: dict, activation: str,
+                     dtype: torch.dtype = torch.float64) -> "TwoLayerNet":
+        """The network with exactly these weights (``W1`` (d, m), ``W2`` (m, c), ``G`` (d, m))."""
+        W1 = as_float_array("weights['W1']", weights["W1"], 2)
+        d, m = W1.shape
+        W2 = as_float_array("weights['W2']", weights["W2"], 2, shape=(m, None))
+        net = cls(d, m, W2.shape[1], activation, gates=weights.get("G"), dtype=dtype)
+        with torch.no_grad():
+            net.W1.copy_(torch.as_tensor(W1))
+            net.W2.copy_(torch.as_tensor(W2))
+        return net
+
+    def predict(self, X) -> np.ndarray:
+        """f(X) as a float64 numpy array (no gradients)."""
+        p = next(self.parameters())
+        with torch.no_grad():
+            out = self(torch.as_tensor(np.asarray(X), dtype=p.dtype, device=p.device))
+        return out.double().cpu().numpy()
+
+
+def repeat_gates(gates: np.ndarray, per_gate: int) -> np.ndarray:
+    """Each gate column repeated ``per_gate`` times: a gated network with that many neurons per gate
+    (``min(d, c) + 1`` per gate suffices for the non-convex network to reach the convex optimum)."""
+    return np.repeat(np.asarray(gates, dtype=np.float64), per_gate, axis=1)
