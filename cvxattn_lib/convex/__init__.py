@@ -1,5 +1,5 @@
 """Convex programs equivalent to non-convex networks with weight decay, solved with CVXPY."""
 
-from .mlp import MLPFit, fit_mlp
+from .mlp import MLPFit, MLPProgram, fit_mlp
 
-__all__ = ["MLPFit", "fit_mlp"]
+__all__ = ["MLPFit", "MLPProgram", "fit_mlp"]

@@ -93,9 +93,13 @@ class MLPFit:
         return loss_value(self.prediction(), self.Y, self.loss) + self.beta * self.regulariser()
 
     # -- recovery ---------------------------------------------------------------------------
-    def weights(self) -> dict[str, np.ndarray]:
+    def weights(self, prune: bool = True) -> dict[str, np.ndarray]:
         """Non-convex weights reaching :attr:`value`: ``W1`` (d, m), ``W2`` (m, c), and ``G``
-        (d, m) for gated ReLU (neuron j computes ``1{X G[:, j] >= 0} * (X W1[:, j])``)."""
+        (d, m) for gated ReLU (neuron j computes ``1{X G[:, j] >= 0} * (X W1[:, j])``).
+
+        ReLU solutions from interior-point solvers spread over many patterns; with ``prune`` the
+        neurons are reduced to at most n by :func:`prune_relu_neurons` (same outputs, same value).
+        """
         d = self.X.shape[1]
         scale = self.rank_tol * max(1.0, self._largest())
         if self.activation == "relu":
@@ -107,7 +111,8 @@ class MLPFit:
                     cols.append(M[:, j] / np.sqrt(norms[j]))
                     outs.append(sign * np.sqrt(norms[j]))
             W1 = np.stack(cols, axis=1) if cols else np.zeros((d, 0))
-            return {"W1": W1, "W2": np.asarray(outs, dtype=float).reshape(-1, 1)}
+            W2 = np.asarray(outs, dtype=float).reshape(-1, 1)
+            return prune_relu_neurons(self.X, W1, W2) if prune else {"W1": W1, "W2": W2}
         c = self.Z[0].shape[1]
         W1s, W2s, Gs = [], [], []
         for j, Zj in enumerate(self.Z):
@@ -172,6 +177,30 @@ class MLPFit:
         return self.certify().as_dict()
 
 
+def prune_relu_neurons(X: np.ndarray, W1: np.ndarray, W2: np.ndarray) -> dict[str, np.ndarray]:
+    r"""Keep the outputs of a scalar-output ReLU network on X with at most n neurons, never
+    raising its penalty (Caratheodory).
+
+    With unit directions :math:`u_k` and signs :math:`s_k`, the network is
+    :math:`\sum_k a_k s_k (Xu_k)_+` with penalty :math:`\beta\sum_k a_k`, :math:`a_k\ge0`.  The
+    linear program :math:`\min \sum_k a_k` s.t. :math:`\sum_k a_k s_k (Xu_k)_+ = \hat y` has the
+    current weights as a feasible point, and a vertex solution (simplex) uses at most n of them.
+    """
+    from scipy.optimize import linprog
+
+    if W1.shape[1] <= X.shape[0]:
+        return {"W1": W1, "W2": W2}
+    a = np.linalg.norm(W1, axis=0) * np.abs(W2[:, 0])  # |w2_k| ||w1_k|| (balanced: penalty/beta)
+    U = W1 / np.linalg.norm(W1, axis=0)
+    H = np.maximum(X @ U, 0.0) * np.sign(W2[:, 0])
+    res = linprog(np.ones(U.shape[1]), A_eq=H, b_eq=H @ a, bounds=(0, None), method="highs-ds")
+    if res.status != 0 or res.fun > a.sum() * (1 + 1e-9):
+        return {"W1": W1, "W2": W2}  # keep the unpruned network rather than a worse one
+    keep = res.x > 1e-12 * res.x.max()
+    r = np.sqrt(res.x[keep])
+    return {"W1": U[:, keep] * r, "W2": (np.sign(W2[keep, 0]) * r)[:, None]}
+
+
 def _patterns(X, activation, gates, n_gates, seed):
     d = X.shape[1]
     if gates is not None:
@@ -187,6 +216,66 @@ def _patterns(X, activation, gates, n_gates, seed):
     return arrangements.patterns_from_gates(X, arrangements.sample_gates(d, 32, seed))
 
 
+class MLPProgram:
+    """The convex program for fixed data and patterns, built once.
+
+    ``beta`` is a non-negative CVXPY ``Parameter``, so :meth:`fit` for a new beta reuses the
+    compiled problem (what a slider needs).  Arguments as :func:`fit_mlp`, without ``beta``.
+    """
+
+    def __init__(self, X, Y, activation: str = "relu", gates=None, n_gates=None, seed: int = 0,
+                 loss: str = "squared", solver: str | None = None):
+        X = as_float_array("X", X, 2)
+        self.activation = choice("activation", activation, ACTIVATIONS)
+        self.loss = choice("loss", loss, ("squared", "cross_entropy"))
+        Y, c = targets(Y, X.shape[0], loss)
+        n, d = X.shape
+        if activation == "relu" and (c != 1 or loss != "squared"):
+            raise ValueError("activation='relu' is the exact program for a scalar output with the "
+                             f"squared loss (Y of shape (n,) or (n, 1)), got c={c}, loss={loss!r}; "
+                             "use activation='gated_relu' for several outputs or cross-entropy")
+        self.X, self.Y, self.solver = X, Y, solver
+        self.beta = cp.Parameter(nonneg=True, value=1.0)
+        if activation == "linear":
+            self.D, self.G = np.zeros((n, 0), dtype=bool), np.zeros((d, 0))
+            self.variables = [cp.Variable((d, c))]
+            U = X @ self.variables[0]
+            reg = nuclear_norm(self.variables[0])
+            cons = []
+        else:
+            self.D, self.G = _patterns(X, activation, gates, n_gates, seed)
+            if self.D.shape[1] == 0:
+                raise ValueError("the gates give no active pattern on X (every neuron would be "
+                                 "off); pass other gates or more n_gates")
+            U, reg, cons, self.variables = _gated_or_relu(X, self.D.astype(float), c, activation)
+        self.problem = cp.Problem(cp.Minimize(cvx_loss(U, Y, loss) + self.beta * reg), cons)
+
+    def fit(self, beta) -> MLPFit:
+        """Solve for this ``beta`` and return the :class:`MLPFit`."""
+        self.beta.value = positive_scalar("beta", beta)
+        solver_value = solve(self.problem, solver=self.solver)
+        Zs = [np.asarray(Zj.value, dtype=np.float64) for Zj in self.variables]
+        return MLPFit(activation=self.activation, loss=self.loss, beta=float(self.beta.value),
+                      X=self.X, Y=self.Y, D=self.D, G=self.G, Z=Zs, solver_value=solver_value,
+                      status=self.problem.status,
+                      solver=self.problem.solver_stats.solver_name)
+
+
+def _gated_or_relu(X, Df, c, activation):
+    """Prediction, regulariser, constraints and variables of the gated-ReLU or ReLU program."""
+    n, d = X.shape
+    if activation == "gated_relu":
+        Zv = [cp.Variable((d, c)) for _ in range(Df.shape[1])]
+        U = sum(cp.multiply(Df[:, [j]] @ np.ones((1, c)), X @ Zj) for j, Zj in enumerate(Zv))
+        return U, sum(nuclear_norm(Zj) for Zj in Zv), [], Zv
+    Vv, Wv = cp.Variable((d, Df.shape[1])), cp.Variable((d, Df.shape[1]))
+    S = 2.0 * Df - 1.0
+    U = cp.reshape(cp.sum(cp.multiply(Df, X @ (Vv - Wv)), axis=1), (n, 1), order="C")
+    reg = cp.sum(cp.norm(Vv, 2, axis=0)) + cp.sum(cp.norm(Wv, 2, axis=0))
+    cons = [cp.multiply(S, X @ Vv) >= 0, cp.multiply(S, X @ Wv) >= 0]
+    return U, reg, cons, [Vv, Wv]
+
+
 def fit_mlp(X, Y, beta, activation: str = "relu", gates=None, n_gates=None, seed: int = 0,
             loss: str = "squared", solver: str | None = None) -> MLPFit:
     """Solve the convex program equivalent to a two-layer network with weight decay ``beta``.
@@ -197,45 +286,6 @@ def fit_mlp(X, Y, beta, activation: str = "relu", gates=None, n_gates=None, seed
     else: ReLU enumerates every pattern (exact), gated ReLU samples 32 gates.
     Returns an :class:`MLPFit` with ``value``, ``weights()`` and ``certificate()``.
     """
-    X = as_float_array("X", X, 2)
-    activation = choice("activation", activation, ACTIVATIONS)
     beta = positive_scalar("beta", beta)
-    loss = choice("loss", loss, ("squared", "cross_entropy"))
-    Y, c = targets(Y, X.shape[0], loss)
-    n, d = X.shape
-    if activation == "relu" and (c != 1 or loss != "squared"):
-        raise ValueError("activation='relu' is the exact program for a scalar output with the "
-                         f"squared loss (Y of shape (n,) or (n, 1)), got c={c}, loss={loss!r}; "
-                         "use activation='gated_relu' for several outputs or cross-entropy")
-
-    if activation == "linear":
-        D, G = np.zeros((n, 0), dtype=bool), np.zeros((d, 0))
-        Zv = [cp.Variable((d, c))]
-        U = X @ Zv[0]
-        reg = nuclear_norm(Zv[0])
-        cons = []
-    else:
-        D, G = _patterns(X, activation, gates, n_gates, seed)
-        if D.shape[1] == 0:
-            raise ValueError("the gates give no active pattern on X (every neuron would be off); "
-                             "pass other gates or more n_gates")
-        Df = D.astype(float)
-        if activation == "gated_relu":
-            Zv = [cp.Variable((d, c)) for _ in range(D.shape[1])]
-            U = sum(cp.multiply(Df[:, [j]] @ np.ones((1, c)), X @ Zj) for j, Zj in enumerate(Zv))
-            reg = sum(nuclear_norm(Zj) for Zj in Zv)
-            cons = []
-        else:
-            Vv, Wv = cp.Variable((d, D.shape[1])), cp.Variable((d, D.shape[1]))
-            S = 2.0 * Df - 1.0
-            U = cp.reshape(cp.sum(cp.multiply(Df, X @ (Vv - Wv)), axis=1), (n, 1), order="C")
-            reg = cp.sum(cp.norm(Vv, 2, axis=0)) + cp.sum(cp.norm(Wv, 2, axis=0))
-            cons = [cp.multiply(S, X @ Vv) >= 0, cp.multiply(S, X @ Wv) >= 0]
-            Zv = [Vv, Wv]
-
-    problem = cp.Problem(cp.Minimize(cvx_loss(U, Y, loss) + beta * reg), cons)
-    solver_value = solve(problem, solver=solver)
-    Zs = [np.asarray(Zj.value, dtype=np.float64) for Zj in Zv]
-    return MLPFit(activation=activation, loss=loss, beta=beta, X=X, Y=Y, D=D, G=G, Z=Zs,
-                  solver_value=solver_value, status=problem.status,
-                  solver=problem.solver_stats.solver_name)
+    return MLPProgram(X, Y, activation, gates=gates, n_gates=n_gates, seed=seed, loss=loss,
+                      solver=solver).fit(beta)

@@ -1,0 +1,64 @@
+"""Figures used by the notebooks; every axis has a title, labels and units."""
+
+from __future__ import annotations
+
+import matplotlib.pyplot as plt
+import numpy as np
+
+
+def decision_boundary(predict, X: np.ndarray, y: np.ndarray, ax=None, title: str = "",
+                      resolution: int = 150, margin: float = 0.3):
+    """Filled contours of ``predict`` over the plane of X's first two columns, the zero level
+    set as the decision boundary, and the data coloured by class.  ``predict`` receives points
+    in the same feature layout as X (a ones column is appended if X has one)."""
+    ax = ax or plt.subplots(figsize=(4.6, 4.2))[1]
+    lo, hi = X[:, :2].min(0) - margin, X[:, :2].max(0) + margin
+    g1, g2 = np.meshgrid(np.linspace(lo[0], hi[0], resolution), np.linspace(lo[1], hi[1], resolution))
+    P = np.stack([g1.ravel(), g2.ravel()], axis=1)
+    if X.shape[1] == 3:
+        P = np.concatenate([P, np.ones((P.shape[0], 1))], axis=1)
+    F = np.asarray(predict(P)).reshape(g1.shape)
+    lim = max(float(np.abs(F).max()), 1e-12)
+    cs = ax.contourf(g1, g2, F, levels=21, cmap="RdBu_r", vmin=-lim, vmax=lim, alpha=0.75)
+    ax.contour(g1, g2, F, levels=[0.0], colors="k", linewidths=1.5)
+    ax.scatter(X[:, 0], X[:, 1], c=np.where(y > 0, "tab:red", "tab:blue"), edgecolors="k", s=28)
+    ax.set(title=title or "decision boundary (black: f(x) = 0)", xlabel="$x_1$ (a.u.)",
+           ylabel="$x_2$ (a.u.)", xlim=(lo[0], hi[0]), ylim=(lo[1], hi[1]))
+    ax.figure.colorbar(cs, ax=ax, label="network output f(x)")
+    return ax
+
+
+def restart_histogram(objectives, optimum: float, lower_bound: float | None = None, ax=None,
+                      title: str = "non-convex restarts against the convex optimum"):
+    """Histogram of the non-convex runs' relative excess objective over the convex optimum
+    (log scale), with the optimum and the certified lower bound as vertical lines."""
+    ax = ax or plt.subplots(figsize=(6, 3.6))[1]
+    excess = (np.asarray(objectives) - optimum) / abs(optimum)
+    floor = 1e-12
+    vals = np.log10(np.maximum(excess, floor))
+    ax.hist(vals, bins=20, color="tab:gray", edgecolor="k")
+    ax.axvline(np.log10(floor), color="tab:green", lw=2, label="convex optimum p* (excess <= 1e-12)")
+    below = int(np.sum(excess < 0))
+    text = f"p* = {optimum:.10g}\nruns below p*: {below}"
+    if lower_bound is not None:
+        text += f"\ncertified lower bound = {lower_bound:.10g}"
+    ax.text(0.98, 0.6, text, transform=ax.transAxes, ha="right", va="top", fontsize=8,
+            bbox=dict(facecolor="white", alpha=0.8))
+    ax.set(title=title, xlabel="log10 relative excess (objective - p*) / p*  (dimensionless)",
+           ylabel="number of restarts")
+    ax.legend(loc="upper right", fontsize=8)
+    return ax
+
+
+def pattern_counts(ns, counts, bounds, sampled=None, ax=None, d: int | None = None):
+    """Number of activation patterns against n: exact count, the bound, and (optional) how many
+    a fixed number of random gates finds."""
+    ax = ax or plt.subplots(figsize=(5.6, 3.8))[1]
+    ax.semilogy(ns, counts, "o-", label="exact count (enumerated)")
+    ax.semilogy(ns, bounds, "k--", label=r"bound $2r\,(e(n-1)/r)^r$")
+    if sampled is not None:
+        ax.semilogy(ns, sampled, "s:", label="found by random gates")
+    ax.set(title=f"hyperplane arrangement patterns{f' (d = {d})' if d else ''}",
+           xlabel="number of samples n", ylabel="number of patterns P")
+    ax.legend()
+    return ax
