@@ -3,12 +3,14 @@
 Notebooks use ``import cvxattn_lib as cal`` and then ``cal.setup``, ``cal.convex.fit_mlp``, ...
 """
 
-from . import arrangements, certificates, convex, losses, nonconvex, validation
+from . import (arrangements, certificates, convex, exercises, losses, nonconvex, plots, toydata,
+               validation, widgets)
 from .cvxpy_solve import SolveError, installed_solvers, solve
 from .runtime import Config, data_root, device, is_fast, pick, setup
 
 __version__ = "0.1.0"
 
-__all__ = ["arrangements", "certificates", "convex", "losses", "nonconvex", "validation",
+__all__ = ["arrangements", "certificates", "convex", "exercises", "losses", "nonconvex", "plots",
+           "toydata", "validation", "widgets",
            "SolveError", "installed_solvers", "solve", "Config", "data_root", "device",
            "is_fast", "pick", "setup", "__version__"]

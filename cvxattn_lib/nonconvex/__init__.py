@@ -16,7 +16,7 @@ __all__ = ["TwoLayerNet", "repeat_gates", "OPTIMIZERS", "TrainRun", "evaluate", 
 def train_mlp(X, Y, beta, activation: str = "relu", m: int = 16, gates=None,
               restarts: int = 20, seed: int = 0, loss: str = "squared", optimizer="lbfgs",
               max_iter: int = 2000, lr=None, init_scale: float = 1.0, device=None,
-              progress: bool = True) -> list[TrainRun]:
+              progress: bool = True, polish_iter: int = 500) -> list[TrainRun]:
     """Train the two-layer network of :mod:`.mlp` with ``restarts`` random initialisations.
 
     ``gates`` (d, m) fixes the gate of each neuron for ``activation='gated_relu'``.
@@ -34,7 +34,7 @@ def train_mlp(X, Y, beta, activation: str = "relu", m: int = 16, gates=None,
 
     return train_restarts(make, X, Y, beta, loss=loss, restarts=restarts, seed=seed,
                           optimizer=optimizer, max_iter=max_iter, lr=lr, device=device,
-                          progress=progress)
+                          progress=progress, polish_iter=polish_iter)
 
 
 def mlp_objective(weights: dict, X, Y, beta, activation: str, loss: str = "squared") -> float:

@@ -8,6 +8,7 @@ with ``forward`` and ``penalty`` can be trained here.
 from __future__ import annotations
 
 import copy
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Callable, Literal
 
@@ -138,20 +139,36 @@ def fit_adam_batched(models: list, X: torch.Tensor, Y: torch.Tensor, beta: float
 
 
 OPTIMIZERS = ("lbfgs", "adam", "adam+lbfgs")
+SMALL_MODEL = 5_000_000  # parameters x samples x restarts below which one CPU thread is fastest
+
+
+@contextmanager
+def cpu_threads_for(work: int, device=None):
+    """Run tiny CPU work on one thread: for toy-sized tensors, waking torch's worker threads costs
+    more than the arithmetic (20x slower on a loaded 2-core machine).  Restores the setting."""
+    small = work < SMALL_MODEL and (device is None or torch.device(device).type == "cpu")
+    before = torch.get_num_threads()
+    if small:
+        torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        if small:
+            torch.set_num_threads(before)
 
 
 def train_restarts(make_model: Callable[[torch.Generator], torch.nn.Module], X, Y, beta: float,
                    loss: str = "squared", restarts: int = 20, seed: int = 0,
                    optimizer: Literal["lbfgs", "adam", "adam+lbfgs"] = "lbfgs",
                    max_iter: int = 2000, lr: float | None = None, device=None,
-                   progress: bool = True) -> list[TrainRun]:
+                   progress: bool = True, polish_iter: int = 500) -> list[TrainRun]:
     """Train ``restarts`` models from independent seeded initialisations.
 
     ``make_model(generator)`` builds a fresh model whose random draws use ``generator``.
     ``optimizer``: ``'lbfgs'`` (each run to convergence, up to ``max_iter`` iterations),
     ``'adam'`` (all runs at once, ``max_iter`` steps, cosine-decaying rate ``lr``), or
-    ``'adam+lbfgs'`` (Adam, then an L-BFGS polish of each run: best for ReLU, whose kinks stall
-    L-BFGS from a random start).  Returns the runs in seed order; the best is
+    ``'adam+lbfgs'`` (Adam, then an L-BFGS polish of at most ``polish_iter`` iterations per run:
+    best for ReLU, whose kinks stall L-BFGS from a random start).  Returns the runs in seed order; the best is
     ``min(runs, key=lambda r: r.objective)``.
     """
     restarts = positive_int("restarts", restarts)
@@ -164,13 +181,17 @@ def train_restarts(make_model: Callable[[torch.Generator], torch.nn.Module], X, 
     p = next(models[0].parameters())
     Xt, Yt = as_tensors(X, Y, loss, dtype=p.dtype, device=p.device)
     histories: list[list[float]] = [[] for _ in models]
-    if optimizer in ("adam", "adam+lbfgs"):
-        histories = fit_adam_batched(models, Xt, Yt, beta, loss, steps=max_iter, lr=lr,
-                                     progress=progress)
-    if optimizer in ("lbfgs", "adam+lbfgs"):
-        for model, hist in zip(tqdm(models, desc="L-BFGS restarts", disable=not progress,
-                                    leave=False), histories):
-            hist.extend(fit_lbfgs(model, Xt, Yt, beta, loss, max_iter=max_iter,
-                                  lr=lr if optimizer == "lbfgs" else None))
+    work = sum(q.numel() for q in models[0].parameters()) * Xt.shape[0] * restarts
+    with cpu_threads_for(work, p.device):
+        if optimizer in ("adam", "adam+lbfgs"):
+            histories = fit_adam_batched(models, Xt, Yt, beta, loss, steps=max_iter, lr=lr,
+                                         progress=progress)
+        if optimizer in ("lbfgs", "adam+lbfgs"):
+            polish = optimizer == "adam+lbfgs"
+            for model, hist in zip(tqdm(models, desc="L-BFGS restarts", disable=not progress,
+                                        leave=False), histories):
+                hist.extend(fit_lbfgs(model, Xt, Yt, beta, loss,
+                                      max_iter=polish_iter if polish else max_iter,
+                                      lr=None if polish else lr))
     return [TrainRun(objective=evaluate(m, X, Y, beta, loss), weights=m.weights(), history=h,
                      seed=s, model=m) for m, h, s in zip(models, histories, seeds)]
