@@ -42,7 +42,7 @@ def restart_histogram(objectives, optimum: float, lower_bound: float | None = No
     text = f"p* = {optimum:.10g}\nruns below p*: {below}"
     if lower_bound is not None:
         text += f"\ncertified lower bound = {lower_bound:.10g}"
-    ax.text(0.98, 0.6, text, transform=ax.transAxes, ha="right", va="top", fontsize=8,
+    ax.text(0.1, 0.85, text, transform=ax.transAxes, ha="left", va="top", fontsize=8,
             bbox=dict(facecolor="white", alpha=0.8))
     ax.set(title=title, xlabel="log10 relative excess (objective - p*) / p*  (dimensionless)",
            ylabel="number of restarts")

@@ -184,11 +184,11 @@ def prune_relu_neurons(X: np.ndarray, W1: np.ndarray, W2: np.ndarray) -> dict[st
     With unit directions :math:`u_k` and signs :math:`s_k`, the network is
     :math:`\sum_k a_k s_k (Xu_k)_+` with penalty :math:`\beta\sum_k a_k`, :math:`a_k\ge0`.  The
     linear program :math:`\min \sum_k a_k` s.t. :math:`\sum_k a_k s_k (Xu_k)_+ = \hat y` has the
-    current weights as a feasible point, and a vertex solution (simplex) uses at most n of them.
+    current weights as a feasible point, and a vertex solution (simplex) uses at most n of them, often far fewer.
     """
     from scipy.optimize import linprog
 
-    if W1.shape[1] <= X.shape[0]:
+    if W1.shape[1] <= 1:
         return {"W1": W1, "W2": W2}
     a = np.linalg.norm(W1, axis=0) * np.abs(W2[:, 0])  # |w2_k| ||w1_k|| (balanced: penalty/beta)
     U = W1 / np.linalg.norm(W1, axis=0)
