@@ -15,6 +15,8 @@ from pathlib import Path
 
 import numpy as np
 
+from .validation import seed_value
+
 FAST_ENV = "CVXATTN_FAST"
 DATA_ENV = "CVXATTN_DATA"
 DEVICE_ENV = "CVXATTN_DEVICE"
@@ -45,7 +47,11 @@ def device(prefer: str | None = None):
 
     choice = prefer or os.environ.get(DEVICE_ENV)
     if choice:
-        dev = torch.device(choice)
+        try:
+            dev = torch.device(choice)
+        except RuntimeError as exc:
+            raise ValueError(f"device={choice!r} is not a torch device; use 'cpu', 'cuda' or "
+                             "'cuda:0' (or unset CVXATTN_DEVICE)") from exc
         if dev.type == "cuda" and not torch.cuda.is_available():
             raise ValueError(f"device={choice!r} was asked for, but torch sees no CUDA device; "
                              "use 'cpu' or unset CVXATTN_DEVICE")
@@ -57,8 +63,7 @@ def seed_everything(seed: int) -> np.random.Generator:
     """Seed Python, NumPy and torch; return a fresh ``numpy.random.Generator(seed)``."""
     import torch
 
-    if not isinstance(seed, (int, np.integer)) or seed < 0:
-        raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
+    seed = seed_value("seed", seed)
     random.seed(int(seed))
     np.random.seed(int(seed))
     torch.manual_seed(int(seed))

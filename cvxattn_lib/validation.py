@@ -32,6 +32,8 @@ def as_float_array(name: str, value, ndim: int | tuple[int, ...], *, shape=None)
             if want is not None and got != want:
                 raise ValueError(f"{name} must have shape {_fmt(shape)}, got {arr.shape} "
                                  f"(axis {axis} is {got}, expected {want})")
+    if arr.ndim and arr.shape[0] == 0:
+        raise ValueError(f"{name} must have at least one row, got shape {arr.shape}")
     arr = arr.astype(np.float64, copy=False)
     if not np.all(np.isfinite(arr)):
         bad = "NaN" if np.isnan(arr).any() else "inf"
@@ -62,6 +64,14 @@ def positive_int(name: str, value, minimum: int = 1) -> int:
     return int(value)
 
 
+def seed_value(name: str, value) -> int:
+    """A seed: an integer in [0, 2**32 - 1] (what numpy and torch accept)."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) \
+            or not 0 <= value < 2**32:
+        raise ValueError(f"{name} must be an integer in [0, 2**32 - 1], got {value!r}")
+    return int(value)
+
+
 def choice(name: str, value, options) -> str:
     """``value`` if it is one of ``options``, else a ``ValueError`` listing them."""
     if value not in options:
@@ -87,13 +97,17 @@ def targets(Y, n: int, loss: str, name: str = "Y") -> tuple[np.ndarray, int]:
     if arr.ndim != 1 or arr.shape[0] != n:
         raise ValueError(f"{name} must be integer labels of shape ({n},) for loss='cross_entropy', "
                          f"got shape {arr.shape}")
+    if n == 0:
+        raise ValueError(f"{name} must have at least one label, got shape {arr.shape}")
     if not np.issubdtype(arr.dtype, np.integer):
-        if np.issubdtype(arr.dtype, np.floating) and np.all(np.isfinite(arr)) \
-                and np.all(arr == np.round(arr)):
-            arr = arr.astype(np.int64)
-        else:
+        if not np.issubdtype(arr.dtype, np.floating):
             raise TypeError(f"{name} must hold integer class labels for loss='cross_entropy', "
                             f"got dtype {arr.dtype}")
+        bad = arr[~np.isfinite(arr) | (arr != np.round(arr))]
+        if bad.size:
+            raise TypeError(f"{name} must hold integer class labels for loss='cross_entropy'; "
+                            f"got non-integer values such as {bad[0]!r}")
+        arr = arr.astype(np.int64)
     if arr.min() < 0:
         raise ValueError(f"{name} labels must be >= 0, got minimum {arr.min()}")
     return arr.astype(np.int64), int(arr.max()) + 1

@@ -1,5 +1,6 @@
 """Convex programs equivalent to non-convex networks with weight decay, solved with CVXPY."""
 
+from .attention import AttentionFit, fit_self_attention
 from .mlp import MLPFit, MLPProgram, fit_mlp
 
-__all__ = ["MLPFit", "MLPProgram", "fit_mlp"]
+__all__ = ["AttentionFit", "fit_self_attention", "MLPFit", "MLPProgram", "fit_mlp"]

@@ -27,7 +27,8 @@ from ..certificates import Certificate, certify, cone_support
 from ..cvxpy_solve import solve
 from ..losses import loss_value, one_hot
 from ..nonconvex.mlp import ACTIVATIONS, TwoLayerNet
-from ..validation import as_float_array, choice, positive_int, positive_scalar, targets
+from ..validation import (as_float_array, choice, positive_int, positive_scalar, seed_value,
+                          targets)
 
 
 def nuclear_norm(Z) -> cp.Expression:
@@ -184,7 +185,8 @@ def prune_relu_neurons(X: np.ndarray, W1: np.ndarray, W2: np.ndarray) -> dict[st
     With unit directions :math:`u_k` and signs :math:`s_k`, the network is
     :math:`\sum_k a_k s_k (Xu_k)_+` with penalty :math:`\beta\sum_k a_k`, :math:`a_k\ge0`.  The
     linear program :math:`\min \sum_k a_k` s.t. :math:`\sum_k a_k s_k (Xu_k)_+ = \hat y` has the
-    current weights as a feasible point, and a vertex solution (simplex) uses at most n of them, often far fewer.
+    current weights as a feasible point, and a vertex solution (simplex) uses at most n of them,
+    often far fewer.
     """
     from scipy.optimize import linprog
 
@@ -206,7 +208,7 @@ def _patterns(X, activation, gates, n_gates, seed):
     if gates is not None:
         gates = as_float_array("gates", gates, 2, shape=(d, None))
         if gates.shape[1] == 0:
-            raise ValueError("gates must have at least one column, got shape (d, 0)")
+            raise ValueError(f"gates must have at least one column, got shape {gates.shape}")
         return arrangements.patterns_from_gates(X, gates)
     if n_gates is not None:
         n_gates = positive_int("n_gates", n_gates)
@@ -226,6 +228,7 @@ class MLPProgram:
     def __init__(self, X, Y, activation: str = "relu", gates=None, n_gates=None, seed: int = 0,
                  loss: str = "squared", solver: str | None = None):
         X = as_float_array("X", X, 2)
+        seed = seed_value("seed", seed)
         self.activation = choice("activation", activation, ACTIVATIONS)
         self.loss = choice("loss", loss, ("squared", "cross_entropy"))
         Y, c = targets(Y, X.shape[0], loss)
@@ -250,11 +253,12 @@ class MLPProgram:
             U, reg, cons, self.variables = _gated_or_relu(X, self.D.astype(float), c, activation)
         self.problem = cp.Problem(cp.Minimize(cvx_loss(U, Y, loss) + self.beta * reg), cons)
 
-    def fit(self, beta) -> MLPFit:
-        """Solve for this ``beta`` and return the :class:`MLPFit`."""
+    def fit(self, beta, **solver_options) -> MLPFit:
+        """Solve for this ``beta`` (options such as ``warm_start`` go to the solver) and return
+        the :class:`MLPFit`."""
         self.beta.value = positive_scalar("beta", beta)
-        solver_value = solve(self.problem, solver=self.solver)
-        Zs = [np.asarray(Zj.value, dtype=np.float64) for Zj in self.variables]
+        solver_value = solve(self.problem, solver=self.solver, **solver_options)
+        Zs = [np.array(Zj.value, dtype=np.float64, copy=True) for Zj in self.variables]
         return MLPFit(activation=self.activation, loss=self.loss, beta=float(self.beta.value),
                       X=self.X, Y=self.Y, D=self.D, G=self.G, Z=Zs, solver_value=solver_value,
                       status=self.problem.status,

@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
-import numpy as np
-
-from ..validation import as_float_array, choice, positive_int, positive_scalar, targets
+from ..validation import (as_float_array, choice, positive_int, positive_scalar, seed_value,
+                          targets)
+from .attention import ATTENTION_KINDS, MultiHeadAttention
 from .mlp import ACTIVATIONS, TwoLayerNet, repeat_gates
 from .training import (OPTIMIZERS, TrainRun, evaluate, fit_adam_batched, fit_lbfgs, objective,
                        penalty, train_restarts)
 
 __all__ = ["TwoLayerNet", "repeat_gates", "OPTIMIZERS", "TrainRun", "evaluate", "fit_adam_batched",
-           "fit_lbfgs", "objective", "penalty", "train_restarts", "train_mlp", "mlp_objective"]
+           "fit_lbfgs", "objective", "penalty", "train_restarts", "train_mlp", "mlp_objective",
+           "ATTENTION_KINDS", "MultiHeadAttention", "train_attention", "attention_objective"]
 
 
 def train_mlp(X, Y, beta, activation: str = "relu", m: int = 16, gates=None,
@@ -25,9 +26,12 @@ def train_mlp(X, Y, beta, activation: str = "relu", m: int = 16, gates=None,
     X = as_float_array("X", X, 2)
     choice("activation", activation, ACTIVATIONS)
     beta = positive_scalar("beta", beta)
+    seed = seed_value("seed", seed)
     Y, c = targets(Y, X.shape[0], loss)
-    m = positive_int("m", m) if gates is None else np.asarray(gates).shape[1]
     d = X.shape[1]
+    if gates is not None:
+        gates = as_float_array("gates", gates, 2, shape=(d, None))
+    m = positive_int("m", m) if gates is None else gates.shape[1]
 
     def make(gen):
         return TwoLayerNet(d, m, c, activation, gates=gates, init_scale=init_scale, generator=gen)
@@ -42,3 +46,50 @@ def mlp_objective(weights: dict, X, Y, beta, activation: str, loss: str = "squar
     X = as_float_array("X", X, 2)
     Y, _ = targets(Y, X.shape[0], loss)
     return evaluate(TwoLayerNet.from_weights(weights, activation), X, Y, beta, loss)
+
+
+def _attention_targets(X, Y, loss):
+    X = as_float_array("X", X, 3)
+    if loss == "squared":
+        Y = as_float_array("Y", Y, (2, 3))
+        Y = Y[:, :, None] if Y.ndim == 2 else Y
+        if Y.shape[:2] != X.shape[:2]:
+            raise ValueError(f"Y must have shape ({X.shape[0]}, {X.shape[1]}, c), got {Y.shape}")
+        return X, Y, Y.shape[2]
+    Y, c = targets(Y, X.shape[0], loss)
+    return X, Y, c
+
+
+def train_attention(X, Y, beta, activation: str = "linear", m: int = 4, gates=None,
+                    restarts: int = 10, seed: int = 0, loss: str = "squared", optimizer="lbfgs",
+                    max_iter: int = 2000, lr=None, init_scale: float = 1.0, device=None,
+                    progress: bool = True, polish_iter: int = 500) -> list[TrainRun]:
+    """Train the multi-head attention layer of :mod:`.attention` with ``restarts`` initialisations.
+
+    X (n, s, d); Y (n, s, c) token targets, or labels (n,) with ``loss='cross_entropy'`` (the
+    outputs are then mean-pooled over tokens).  ``gates`` (m, d, d) for ``'gated_relu'``.
+    """
+    X, Y, c = _attention_targets(X, Y, loss)
+    choice("activation", activation, ATTENTION_KINDS)
+    beta = positive_scalar("beta", beta)
+    seed = seed_value("seed", seed)
+    d = X.shape[2]
+    if gates is not None:
+        gates = as_float_array("gates", gates, 3, shape=(None, d, d))
+    m = positive_int("m", m) if gates is None else gates.shape[0]
+
+    def make(gen):
+        return MultiHeadAttention(d, m, c, activation, gates=gates, pool=loss == "cross_entropy",
+                                  init_scale=init_scale, generator=gen)
+
+    return train_restarts(make, X, Y, beta, loss=loss, restarts=restarts, seed=seed,
+                          optimizer=optimizer, max_iter=max_iter, lr=lr, device=device,
+                          progress=progress, polish_iter=polish_iter)
+
+
+def attention_objective(weights: dict, X, Y, beta, activation: str,
+                        loss: str = "squared") -> float:
+    """The regularised objective of the attention layer with these ``weights`` (float64)."""
+    X, Y, _ = _attention_targets(X, Y, loss)
+    net = MultiHeadAttention.from_weights(weights, activation, pool=loss == "cross_entropy")
+    return evaluate(net, X, Y, beta, loss)

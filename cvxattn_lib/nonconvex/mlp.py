@@ -4,7 +4,8 @@ r"""The non-convex two-layer network the convex programs are equivalent to.
 
 with :math:`\sigma` the identity (linear), :math:`\max(\cdot,0)` (ReLU) or, for gated ReLU, the
 fixed gate :math:`\sigma_j(u) = 1\{x^\top g_j \ge 0\}\,u`.  Weights ``W1`` (d, m), ``W2`` (m, c),
-gates ``G`` (d, m).  Penalty (see :func:`.training.penalty`): :math:`\tfrac12\sum_j \|w_{1j}\|^2 + \|w_{2j}\|^2`.
+gates ``G`` (d, m).  Penalty (see :func:`.training.penalty`):
+:math:`\tfrac12\sum_j \|w_{1j}\|^2 + \|w_{2j}\|^2`.
 """
 
 from __future__ import annotations

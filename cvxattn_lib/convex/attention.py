@@ -1,0 +1,215 @@
+r"""Self-attention with weight decay as nuclear-norm programs (Sahiner et al. 2022, Thm. 3.1).
+
+A head j maps a sample :math:`X\in\mathbb{R}^{s\times d}` (s tokens) to
+:math:`\sigma_j(XW_{1j}X^\top)\,XW_{2j}`, with :math:`W_{1j}` (d, d) and :math:`W_{2j}` (d, c).
+
+**Lifting (the block/vec convention used everywhere in cvxattn).**  ``vec`` is row-major
+(``W.reshape(-1)``): :math:`\mathrm{vec}(W_1)_{ad+k}=W_1[a,k]`, :math:`\mathrm{vec}(W_2)_{lc+b}=W_2[l,b]`.
+The lifted matrix :math:`Z=\sum_j\mathrm{vec}(W_{1j})\mathrm{vec}(W_{2j})^\top` is :math:`d^2\times dc`,
+and its block :math:`Z^{(k,l)}\in\mathbb{R}^{d\times c}` is :math:`Z^{(k,l)}[a,b]=Z[ad+k,\,lc+b]`.  Then
+
+.. math:: XW_1X^\top XW_2=\sum_{k,l}(X^\top X)[k,l]\;XZ^{(k,l)},
+
+linear in Z, and :math:`\min\tfrac12\sum_j\|W_{1j}\|_F^2+\|W_{2j}\|_F^2` over the heads giving Z is
+:math:`\|Z\|_*`.  For the gated ReLU head with gate :math:`G_j`, the mask
+:math:`M=1\{XG_jX^\top\ge0\}` replaces :math:`X^\top X` by a per-query Gram matrix
+:math:`\Gamma_t=\sum_u M[t,u]\,x_ux_u^\top`.  Row t of the output is then
+:math:`\sum_{a,k,l}X[t,a]\Gamma_t[k,l]Z[ad+k,lc+b]`: with :math:`Z` reshaped (row-major) to
+:math:`d^3\times c` this is one matrix product ``B @ Z.reshape(d**3, c)``, which is how it is built.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from functools import cached_property
+
+import cvxpy as cp
+import numpy as np
+
+from ..certificates import Certificate, certify
+from ..cvxpy_solve import solve
+from ..losses import loss_value
+from ..validation import (as_float_array, choice, positive_int, positive_scalar, seed_value,
+                          targets)
+from .mlp import cvx_loss, factor, nuclear_norm
+
+ATTENTION_ACTIVATIONS = ("linear", "gated_relu")
+
+
+def lift(W1: np.ndarray, W2: np.ndarray) -> np.ndarray:
+    """Z = sum_j vec(W1_j) vec(W2_j)^T for heads W1 (m, d, d), W2 (m, d, c): shape (d^2, d c)."""
+    m = W1.shape[0]
+    return W1.reshape(m, -1).T @ W2.reshape(m, -1)
+
+
+def block(Z: np.ndarray, k: int, l: int, d: int, c: int) -> np.ndarray:
+    """The block Z^{(k,l)} (d, c): Z^{(k,l)}[a, b] = Z[a d + k, l c + b]."""
+    return Z.reshape(d, d, d, c)[:, k, l, :]
+
+
+def attention_masks(X: np.ndarray, gates: np.ndarray) -> np.ndarray:
+    """Masks 1{X_i G_j X_i^T >= 0} for samples X (n, s, d), gates (P, d, d): shape (P, n, s, s)."""
+    return np.einsum("ntk,pkl,nul->pntu", X, gates, X) >= 0
+
+
+def design(X: np.ndarray, mask: np.ndarray | None) -> np.ndarray:
+    r"""The matrix B (n s, d^3) with prediction = B @ Z.reshape(d^3, c).
+
+    ``mask`` (n, s, s) or ``None`` (linear: every token pair).  Row (i, t), column (a, k, l):
+    :math:`X_i[t,a]\,\Gamma_{i,t}[k,l]`, :math:`\Gamma_{i,t}=\sum_u M_i[t,u]x_{iu}x_{iu}^\top`.
+    """
+    n, s, d = X.shape
+    if mask is None:
+        gram = np.einsum("nuk,nul->nkl", X, X)
+        T = np.einsum("nta,nkl->ntakl", X, gram)
+    else:
+        gram = np.einsum("ntu,nuk,nul->ntkl", mask.astype(float), X, X)
+        T = np.einsum("nta,ntkl->ntakl", X, gram)
+    return T.reshape(n * s, d**3)
+
+
+@dataclass
+class AttentionFit:
+    """Solution of a self-attention convex program, with recovery and certificate."""
+
+    activation: str
+    loss: str
+    beta: float
+    shape: tuple  # (n, s, d, c)
+    Y: np.ndarray = field(repr=False)  # (n s, c) targets, or (n,) labels with pooling
+    designs: list = field(repr=False)  # B_j (n s, d^3), one per gate (one for linear)
+    gates: np.ndarray = field(repr=False)  # (P, d, d); empty for linear
+    Z: list = field(repr=False)  # lifted matrices (d^2, d c), one per gate
+    solver_value: float
+    status: str
+    solver: str
+    rank_tol: float = 1e-7
+
+    @property
+    def pooled(self) -> bool:
+        """Mean-pooled logits (cross-entropy on labels) rather than token-level targets."""
+        return self.loss == "cross_entropy"
+
+    def _pool(self, M: np.ndarray) -> np.ndarray:
+        n, s = self.shape[:2]
+        return M.reshape(n, s, -1).mean(axis=1) if self.pooled else M
+
+    def prediction(self) -> np.ndarray:
+        """Outputs on the training data: (n s, c) token outputs, or (n, c) pooled logits."""
+        n, s, d, c = self.shape
+        out = sum(B @ Zj.reshape(d**3, c) for B, Zj in zip(self.designs, self.Z))
+        return self._pool(out)
+
+    def regulariser(self) -> float:
+        """sum_j ||Z_j||_*."""
+        return float(sum(np.linalg.norm(Zj, "nuc") for Zj in self.Z))
+
+    @cached_property
+    def value(self) -> float:
+        """The optimum, L(prediction) + beta sum_j ||Z_j||_*, recomputed in float64."""
+        return loss_value(self.prediction(), self.Y, self.loss) + self.beta * self.regulariser()
+
+    def weights(self) -> dict[str, np.ndarray]:
+        """Heads reaching :attr:`value`: ``W1`` (m, d, d), ``W2`` (m, d, c), and for gated ReLU
+        ``G`` (m, d, d), the gate of each head; m = sum of the ranks of the Z_j."""
+        n, s, d, c = self.shape
+        top = max(np.linalg.norm(Zj, 2) for Zj in self.Z)
+        W1s, W2s, Gs = [], [], []
+        for j, Zj in enumerate(self.Z):
+            A, Bf = factor(Zj, self.rank_tol * max(top, 1.0))
+            r = A.shape[1]
+            W1s.append(A.T.reshape(r, d, d))
+            W2s.append(Bf.reshape(r, d, c))
+            if self.activation == "gated_relu":
+                Gs.append(np.repeat(self.gates[[j]], r, axis=0))
+        out = {"W1": np.concatenate(W1s), "W2": np.concatenate(W2s)}
+        if self.activation == "gated_relu":
+            out["G"] = np.concatenate(Gs)
+        return out
+
+    @property
+    def n_heads(self) -> int:
+        """Heads in the recovered network: the sum of the ranks of the lifted matrices."""
+        return self.weights()["W1"].shape[0]
+
+    def singular_values(self) -> list[np.ndarray]:
+        """Singular values of each lifted matrix Z_j (descending)."""
+        return [np.linalg.svd(Zj, compute_uv=False) for Zj in self.Z]
+
+    def dual_norm(self, V: np.ndarray) -> float:
+        r""":math:`\max_j\|\mathcal{A}_j^*(V)\|_2` with :math:`\mathcal{A}_j^*(V)=B_j^\top V` reshaped to
+        :math:`d^2\times dc` (V pooled back to tokens for cross-entropy)."""
+        n, s, d, c = self.shape
+        Vt = np.repeat(V, s, axis=0) / s if self.pooled else V
+        return float(max(np.linalg.norm((B.T @ Vt).reshape(d * d, d * c), 2)
+                         for B in self.designs))
+
+    def certify(self) -> Certificate:
+        """Weak-duality certificate at this solution (see :mod:`cvxattn_lib.certificates`)."""
+        return certify(self.value, self.prediction(), self.Y, self.loss, self.beta, self.dual_norm)
+
+    def certificate(self) -> dict:
+        """``value``, ``lower_bound``, ``gap``, ``rel_gap``, ``dual_norm`` (<= beta at optimum)."""
+        return self.certify().as_dict()
+
+
+def _check(X, Y, loss):
+    X = as_float_array("X", X, 3)
+    n, s, d = X.shape
+    loss = choice("loss", loss, ("squared", "cross_entropy"))
+    if loss == "squared":
+        Y = as_float_array("Y", Y, (2, 3))
+        if Y.ndim == 2:
+            Y = Y[:, :, None]
+        if Y.shape[:2] != (n, s):
+            raise ValueError(f"Y must have shape ({n}, {s}, c) (token-level targets matching X's "
+                             f"samples and tokens), got {Y.shape}")
+        return X, Y.reshape(n * s, -1), Y.shape[2]
+    labels, c = targets(Y, n, loss)
+    return X, labels, c
+
+
+def attention_gates(d: int, gates=None, n_gates=None, seed: int = 0) -> np.ndarray:
+    """Gate matrices (P, d, d): ``gates`` checked, else ``n_gates`` (default 8) N(0,1) draws."""
+    if gates is not None:
+        G = as_float_array("gates", gates, 3, shape=(None, d, d))
+        if G.shape[0] == 0:
+            raise ValueError("gates must hold at least one (d, d) gate, got shape (0, d, d)")
+        return G
+    P = positive_int("n_gates", 8 if n_gates is None else n_gates)
+    return np.random.default_rng(seed).standard_normal((P, d, d))
+
+
+def fit_self_attention(X, Y, beta, activation: str = "linear", gates=None, n_gates=None,
+                       seed: int = 0, loss: str = "squared",
+                       solver: str | None = None) -> AttentionFit:
+    """Solve the convex program of a self-attention layer with weight decay ``beta``.
+
+    ``X`` (n, s, d); ``Y`` (n, s, c) token targets (squared loss) or integer labels (n,)
+    (softmax cross-entropy on mean-pooled logits).  ``activation``: ``'linear'`` (one nuclear
+    norm) or ``'gated_relu'`` (one nuclear norm per gate; gates (P, d, d) passed or ``n_gates``
+    sampled with ``seed``).  Returns an :class:`AttentionFit`.
+    """
+    X, Yf, c = _check(X, Y, loss)
+    beta = positive_scalar("beta", beta)
+    seed = seed_value("seed", seed)
+    activation = choice("activation", activation, ATTENTION_ACTIVATIONS)
+    n, s, d = X.shape
+    if activation == "linear":
+        G = np.zeros((0, d, d))
+        designs = [design(X, None)]
+    else:
+        G = attention_gates(d, gates, n_gates, seed)
+        designs = [design(X, M) for M in attention_masks(X, G)]
+    Zv = [cp.Variable((d * d, d * c)) for _ in designs]
+    out = sum(B @ cp.reshape(Zj, (d**3, c), order="C") for B, Zj in zip(designs, Zv))
+    if loss == "cross_entropy":
+        pool = np.kron(np.eye(n), np.full((1, s), 1.0 / s))
+        out = pool @ out
+    problem = cp.Problem(cp.Minimize(cvx_loss(out, Yf, loss)
+                                     + beta * sum(nuclear_norm(Zj) for Zj in Zv)))
+    solver_value = solve(problem, solver=solver)
+    return AttentionFit(activation=activation, loss=loss, beta=beta, shape=(n, s, d, c), Y=Yf,
+                        designs=designs, gates=G, Z=[np.array(Zj.value, float, copy=True) for Zj in Zv],
+                        solver_value=solver_value, status=problem.status,
+                        solver=problem.solver_stats.solver_name)
