@@ -47,7 +47,8 @@ def solve(problem: cp.Problem, solver: str | None = None, verbose: bool = False,
 
     ``solver`` forces one solver (its name as in ``cvxpy.installed_solvers()``); otherwise the
     installed ones in :data:`PREFERENCE` (:data:`EXP_CONE_PREFERENCE` when the problem has
-    exponential cones) are tried in turn until one reports ``optimal``.
+    exponential cones) are tried in turn, at tight tolerances and then at their defaults, until
+    one reports ``optimal``.
     Extra ``options`` go to the solver.  Raises :class:`SolveError` if none succeeds.
     """
     available = installed_solvers()
@@ -71,12 +72,14 @@ def solve(problem: cp.Problem, solver: str | None = None, verbose: bool = False,
                              f"installed (installed: {', '.join(available)}); "
                              "`pip install clarabel scs`.")
     tried = []
-    for name in candidates:
-        opts = {**_TIGHT.get(name, {}), **options}
+    # first every solver at tight tolerances, then each at its own defaults: the certificate of
+    # the fit, not the solver's status, tells how close to the optimum the result is
+    for tight, name in [(True, c) for c in candidates] + [(False, c) for c in candidates]:
+        opts = {**(_TIGHT.get(name, {}) if tight else {}), **options}
         try:
             problem.solve(solver=name, verbose=verbose, **opts)
         except cp.error.SolverError as exc:
-            tried.append(f"{name}: solver error ({exc})")
+            tried.append(f"{name}{'' if tight else ' (default tolerances)'}: solver error ({exc})")
             continue
         except cp.error.DCPError:
             raise
@@ -88,7 +91,7 @@ def solve(problem: cp.Problem, solver: str | None = None, verbose: bool = False,
                 f"installed solvers: {', '.join(available)}. What to try: check the data and "
                 "constraints you added; cvxattn's own programs are always feasible and bounded, "
                 "so for them this is numerical: rescale X and Y.")
-        tried.append(f"{name}: status {problem.status!r}")
+        tried.append(f"{name}{'' if tight else ' (default tolerances)'}: status {problem.status!r}")
     raise SolveError(
         "the convex program was not solved to optimality. Tried " + "; ".join(tried)
         + f". Installed solvers: {', '.join(available)}. What to try: rescale the data "
