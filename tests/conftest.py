@@ -1,0 +1,75 @@
+"""Shared fixtures: the notebook runner from scripts/, and JupyterLab + Chromium for browser tests."""
+
+from __future__ import annotations
+
+import importlib.util
+import re
+import shutil
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+def load_execute_notebooks():
+    """Import scripts/execute_notebooks.py (a script, not part of the package) by its path."""
+    name = "execute_notebooks"
+    if name not in sys.modules:
+        spec = importlib.util.spec_from_file_location(name, REPO_ROOT / "scripts" / f"{name}.py")
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module
+        spec.loader.exec_module(module)
+    return sys.modules[name]
+
+
+@pytest.fixture(scope="session")
+def execnb():
+    """The module that scripts/main.sh uses to execute notebooks."""
+    return load_execute_notebooks()
+
+
+@pytest.fixture(scope="session")
+def lab(tmp_path_factory):
+    """JupyterLab in fast mode on 127.0.0.1, serving a temporary copy of the repository's
+    ``notebooks/`` (as ``notebooks/``) plus generated ``harness/`` notebooks."""
+    import browser_helpers as bh
+
+    bh.require_browser()
+    root = tmp_path_factory.mktemp("lab_root")
+    shutil.copytree(REPO_ROOT / "notebooks", root / "notebooks",
+                    ignore=shutil.ignore_patterns(".ipynb_checkpoints"))
+    bh.write_harness_notebook(root / "harness" / "harness.ipynb")
+    bh.write_harness_notebook(root / "harness" / "failing.ipynb", fail=True)
+    env = {"CVXATTN_FAST": "1", "CVXATTN_DATA": str(tmp_path_factory.mktemp("data"))}
+    with bh.jupyterlab(root, tmp_path_factory.mktemp("lab_home"), env) as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def chromium():
+    """Headless system Chromium driven by Playwright, shared by the browser tests."""
+    import browser_helpers as bh
+
+    bh.require_browser()
+    with bh.chromium_browser() as browser:
+        yield browser
+
+
+@pytest.fixture
+def lab_page(chromium, request):
+    """A fresh page; its last state is saved to build/browser/<test>-last.png for debugging."""
+    import browser_helpers as bh
+
+    context = chromium.new_context(viewport={"width": 1400, "height": 1000})
+    page = context.new_page()
+    try:
+        yield page
+    finally:
+        bh.SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+        try:
+            name = re.sub(r"[^\w.-]+", "_", request.node.name)
+            page.screenshot(path=str(bh.SCREENSHOTS / f"{name}-last.png"), full_page=True)
+        finally:
+            context.close()
