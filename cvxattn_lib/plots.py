@@ -46,7 +46,7 @@ def restart_histogram(objectives, optimum: float, lower_bound: float | None = No
             bbox=dict(facecolor="white", alpha=0.8))
     ax.set(title=title, xlabel="log10 relative excess (objective - p*) / p*  (dimensionless)",
            ylabel="number of restarts")
-    ax.legend(loc="upper right", fontsize=8)
+    ax.legend(loc="center left", fontsize=8)
     return ax
 
 
