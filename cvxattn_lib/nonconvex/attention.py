@@ -14,11 +14,12 @@ import torch
 from torch import nn
 
 from ..validation import as_float_array, choice
+from .base import WeightedModel
 
 ATTENTION_KINDS = ("linear", "gated_relu", "relu", "softmax")
 
 
-class MultiHeadAttention(nn.Module):
+class MultiHeadAttention(WeightedModel):
     """m heads of self-attention (float64 by default for exact comparisons)."""
 
     def __init__(self, d: int, m: int, c: int, activation: str = "linear", gates=None,
@@ -56,14 +57,6 @@ class MultiHeadAttention(nn.Module):
         out = torch.einsum("nmtu,nul,mlc->ntc", self.scores(X), X, self.W2)
         return out.mean(dim=1) if self.pool else out
 
-    def weights(self) -> dict[str, np.ndarray]:
-        """``W1``, ``W2`` (and ``G`` for gated ReLU) as float64 numpy arrays."""
-        out = {"W1": self.W1.detach().cpu().double().numpy(),
-               "W2": self.W2.detach().cpu().double().numpy()}
-        if self.G is not None:
-            out["G"] = self.G.detach().cpu().double().numpy()
-        return out
-
     @classmethod
     def from_weights(cls, weights: dict, activation: str, pool: bool = False,
                      dtype: torch.dtype = torch.float64) -> "MultiHeadAttention":
@@ -72,14 +65,4 @@ class MultiHeadAttention(nn.Module):
         m, d, _ = W1.shape
         W2 = as_float_array("weights['W2']", weights["W2"], 3, shape=(m, d, None))
         net = cls(d, m, W2.shape[2], activation, gates=weights.get("G"), pool=pool, dtype=dtype)
-        with torch.no_grad():
-            net.W1.copy_(torch.as_tensor(W1))
-            net.W2.copy_(torch.as_tensor(W2))
-        return net
-
-    def predict(self, X) -> np.ndarray:
-        """Outputs as a float64 numpy array (no gradients)."""
-        p = next(self.parameters())
-        with torch.no_grad():
-            out = self(torch.as_tensor(np.asarray(X), dtype=p.dtype, device=p.device))
-        return out.double().cpu().numpy()
+        return net.load(W1, W2)

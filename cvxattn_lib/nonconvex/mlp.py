@@ -15,11 +15,12 @@ import torch
 from torch import nn
 
 from ..validation import as_float_array, choice
+from .base import WeightedModel
 
 ACTIVATIONS = ("linear", "gated_relu", "relu")
 
 
-class TwoLayerNet(nn.Module):
+class TwoLayerNet(WeightedModel):
     """Two-layer network with ``m`` hidden neurons; float64 by default for exact comparisons."""
 
     def __init__(self, d: int, m: int, c: int, activation: str = "relu", gates=None,
@@ -53,14 +54,6 @@ class TwoLayerNet(nn.Module):
     def forward(self, X: torch.Tensor) -> torch.Tensor:
         return self.hidden(X) @ self.W2
 
-    def weights(self) -> dict[str, np.ndarray]:
-        """The weights as float64 numpy arrays (``W1``, ``W2`` and ``G`` for gated ReLU)."""
-        out = {"W1": self.W1.detach().cpu().double().numpy(),
-               "W2": self.W2.detach().cpu().double().numpy()}
-        if self.G is not None:
-            out["G"] = self.G.detach().cpu().double().numpy()
-        return out
-
     @classmethod
     def from_weights(cls, weights: dict, activation: str,
                      dtype: torch.dtype = torch.float64) -> "TwoLayerNet":
@@ -69,17 +62,7 @@ class TwoLayerNet(nn.Module):
         d, m = W1.shape
         W2 = as_float_array("weights['W2']", weights["W2"], 2, shape=(m, None))
         net = cls(d, m, W2.shape[1], activation, gates=weights.get("G"), dtype=dtype)
-        with torch.no_grad():
-            net.W1.copy_(torch.as_tensor(W1))
-            net.W2.copy_(torch.as_tensor(W2))
-        return net
-
-    def predict(self, X) -> np.ndarray:
-        """f(X) as a float64 numpy array (no gradients)."""
-        p = next(self.parameters())
-        with torch.no_grad():
-            out = self(torch.as_tensor(np.asarray(X), dtype=p.dtype, device=p.device))
-        return out.double().cpu().numpy()
+        return net.load(W1, W2)
 
 
 def repeat_gates(gates: np.ndarray, per_gate: int) -> np.ndarray:
