@@ -126,8 +126,9 @@ def execute_notebook(path: Path, out_dir: Path | None = None, *, fast: bool = Fa
     )
     try:
         client.execute(env=kernel_env(fast, data_dir))
-    except (CellControlSignal, RuntimeError, TimeoutError) as exc:  # cell error, cell timeout,
-        # dead kernel (RuntimeError), kernel that never started (RuntimeError, TimeoutError)
+    except (CellControlSignal, RuntimeError, TimeoutError, AssertionError) as exc:
+        # a cell raised or timed out (CellControlSignal); the kernel died or never started
+        # (RuntimeError, TimeoutError); no kernel_info reply in time (nbclient's assert)
         partial = _write(nb, path, out_dir, html=False) if out_dir else None
         raise _describe(path, nb, current["index"], exc, partial) from None
     if out_dir is not None:
