@@ -19,11 +19,13 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from queue import Empty
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOK_DIR = REPO_ROOT / "notebooks"
 NOTEBOOK_GLOB = "[0-9][0-9]_*.ipynb"
 CELL_TIMEOUT_S = 1800
+POLL_SLICE_S = 1.0  # longest wait on a kernel socket before looking again (see SlicedPollChannel)
 _ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 
 
@@ -85,15 +87,48 @@ def kernel_env(fast: bool, data_dir: Path | None = None) -> dict[str, str]:
 
 
 def _kernel_manager_class():
-    """An AsyncKernelManager whose only kernelspec, ``python3``, is ipykernel on sys.executable."""
+    """An AsyncKernelManager whose only kernelspec, ``python3``, is ipykernel on sys.executable,
+    and whose client polls its sockets in short slices (see ``SlicedPollChannel``)."""
     from jupyter_client import AsyncKernelManager
+    from jupyter_client.asynchronous import AsyncKernelClient
+    from jupyter_client.channels import AsyncZMQSocketChannel
     from jupyter_client.kernelspec import KernelSpecManager
-    from traitlets import default
+    from traitlets import Type, default
+
+    class SlicedPollChannel(AsyncZMQSocketChannel):
+        """``get_msg`` that waits in slices of at most POLL_SLICE_S seconds.
+
+        The asyncio zmq socket now and then misses the wake-up for a message that has already
+        arrived; its poll then only sees the message when its timeout ends.  nbclient waits for a
+        cell's reply with the whole cell timeout, so a missed wake-up stalled a run for exactly
+        that long (seen here: 45, 90, 300 s, with ipykernel 7.4 and 6.31 alike).  Short slices
+        bound the stall to POLL_SLICE_S.
+        """
+
+        async def get_msg(self, timeout=None):
+            deadline = None if timeout is None else time.monotonic() + timeout
+            while True:
+                left = POLL_SLICE_S if deadline is None else deadline - time.monotonic()
+                try:
+                    return await super().get_msg(timeout=max(0.0, min(left, POLL_SLICE_S)))
+                except Empty:
+                    if deadline is not None and time.monotonic() >= deadline:
+                        raise
+
+    class SlicedPollClient(AsyncKernelClient):
+        shell_channel_class = Type(SlicedPollChannel)
+        iopub_channel_class = Type(SlicedPollChannel)
+        stdin_channel_class = Type(SlicedPollChannel)
+        control_channel_class = Type(SlicedPollChannel)
 
     class ThisPythonKernelManager(AsyncKernelManager):
         @default("kernel_spec_manager")
         def _default_ksm(self):
             return KernelSpecManager(kernel_dirs=[], ensure_native_kernel=True)
+
+        @default("client_factory")
+        def _default_client_factory(self):
+            return SlicedPollClient
 
     return ThisPythonKernelManager
 

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import sys
+from queue import Empty
 
 import nbformat
 import pytest
+from jupyter_client.channels import AsyncZMQSocketChannel
 
 
 def write_notebook(path, *sources):
@@ -56,3 +59,29 @@ def test_main_writes_outputs_and_names_the_failing_cell(execnb, tmp_path, capsys
     assert text.split() == ["1", sys.executable], "fast mode or the kernel's python is wrong"
     assert (out / "notebooks" / "02_bad.ipynb").exists(), "partial outputs of a failure are kept"
     assert not (out / "html" / "02_bad.html").exists()
+
+
+def test_kernel_client_polls_in_short_slices(execnb, monkeypatch):
+    """A wake-up the zmq socket misses costs at most one slice, not the whole cell timeout."""
+    km = execnb._kernel_manager_class()(kernel_name="python3")
+    channel_class = km.client().shell_channel_class
+    asked = []
+
+    async def fake_get_msg(self, timeout=None):
+        asked.append(timeout)
+        if len(asked) < 4:
+            raise Empty
+        return {"msg": "late"}
+
+    monkeypatch.setattr(AsyncZMQSocketChannel, "get_msg", fake_get_msg)
+    channel = object.__new__(channel_class)
+    assert asyncio.run(channel.get_msg(timeout=1800)) == {"msg": "late"}
+    assert len(asked) == 4 and max(asked) <= execnb.POLL_SLICE_S
+
+    async def never(self, timeout=None):
+        await asyncio.sleep(timeout)
+        raise Empty
+
+    monkeypatch.setattr(AsyncZMQSocketChannel, "get_msg", never)
+    with pytest.raises(Empty):
+        asyncio.run(channel.get_msg(timeout=0.05))
