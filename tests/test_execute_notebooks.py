@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import sys
+from concurrent.futures import ThreadPoolExecutor
 from queue import Empty
 
 import nbformat
@@ -61,6 +62,12 @@ def test_main_writes_outputs_and_names_the_failing_cell(execnb, tmp_path, capsys
     assert not (out / "html" / "02_bad.html").exists()
 
 
+def run_coroutine(coro):
+    """asyncio.run in a fresh thread: another test (Playwright) may leave a loop running here."""
+    with ThreadPoolExecutor(1) as pool:
+        return pool.submit(asyncio.run, coro).result()
+
+
 def test_kernel_client_polls_in_short_slices(execnb, monkeypatch):
     """A wake-up the zmq socket misses costs at most one slice, not the whole cell timeout."""
     km = execnb._kernel_manager_class()(kernel_name="python3")
@@ -75,7 +82,7 @@ def test_kernel_client_polls_in_short_slices(execnb, monkeypatch):
 
     monkeypatch.setattr(AsyncZMQSocketChannel, "get_msg", fake_get_msg)
     channel = object.__new__(channel_class)
-    assert asyncio.run(channel.get_msg(timeout=1800)) == {"msg": "late"}
+    assert run_coroutine(channel.get_msg(timeout=1800)) == {"msg": "late"}
     assert len(asked) == 4 and max(asked) <= execnb.POLL_SLICE_S
 
     async def never(self, timeout=None):
@@ -84,4 +91,4 @@ def test_kernel_client_polls_in_short_slices(execnb, monkeypatch):
 
     monkeypatch.setattr(AsyncZMQSocketChannel, "get_msg", never)
     with pytest.raises(Empty):
-        asyncio.run(channel.get_msg(timeout=0.05))
+        run_coroutine(channel.get_msg(timeout=0.05))
