@@ -6,12 +6,13 @@ from ..validation import (as_float_array, choice, positive_int, positive_scalar,
                           targets)
 from .attention import ATTENTION_KINDS, MultiHeadAttention
 from .mlp import ACTIVATIONS, TwoLayerNet, repeat_gates
-from .training import (OPTIMIZERS, TrainRun, evaluate, fit_adam_batched, fit_lbfgs, objective,
-                       penalty, train_restarts)
+from .training import (OPTIMIZERS, TrainRun, as_tensors, evaluate, fit_adam_batched, fit_lbfgs,
+                       objective, penalty, train_restarts)
 
 __all__ = ["TwoLayerNet", "repeat_gates", "OPTIMIZERS", "TrainRun", "evaluate", "fit_adam_batched",
            "fit_lbfgs", "objective", "penalty", "train_restarts", "train_mlp", "mlp_objective",
-           "ATTENTION_KINDS", "MultiHeadAttention", "train_attention", "attention_objective"]
+           "ATTENTION_KINDS", "MultiHeadAttention", "train_attention", "attention_objective",
+           "relu_from_gated"]
 
 
 def train_mlp(X, Y, beta, activation: str = "relu", m: int = 16, gates=None,
@@ -93,3 +94,24 @@ def attention_objective(weights: dict, X, Y, beta, activation: str,
     X, Y, _ = _attention_targets(X, Y, loss)
     net = MultiHeadAttention.from_weights(weights, activation, pool=loss == "cross_entropy")
     return evaluate(net, X, Y, beta, loss)
+
+
+def relu_from_gated(weights: dict, X, Y, beta, loss: str = "squared",
+                    polish_iter: int = 2000) -> tuple[float, TrainRun]:
+    r"""The tractable route to ReLU attention: gated-ReLU heads :math:`(W_{1j}, W_{2j}, G_j)` (e.g.
+    from the convex program) read as a ReLU layer, :math:`\max(XW_{1j}X^\top,0)` in place of
+    :math:`1\{XG_jX^\top\ge0\}\odot XW_{1j}X^\top`, then trained on from there with L-BFGS.
+
+    The two agree wherever the sign of each score matches its gate; elsewhere the ReLU layer
+    differs.  Returns ``(objective of the ReLU layer as read, the polished run)``.
+    """
+    X, Y, _ = _attention_targets(X, Y, loss)
+    beta = positive_scalar("beta", beta)
+    relu = {"W1": weights["W1"], "W2": weights["W2"]}
+    as_read = attention_objective(relu, X, Y, beta, "relu", loss)
+    net = MultiHeadAttention.from_weights(relu, "relu", pool=loss == "cross_entropy")
+    Xt, Yt = as_tensors(X, Y, loss)
+    history = fit_lbfgs(net, Xt, Yt, beta, loss, max_iter=polish_iter)
+    run = TrainRun(objective=evaluate(net, X, Y, beta, loss), weights=net.weights(),
+                   history=history, seed=-1, model=net)
+    return as_read, run
