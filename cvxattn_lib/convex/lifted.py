@@ -1,0 +1,81 @@
+r"""What every lifted token-mixing program shares (attention, Mixer, FNO).
+
+Each program has the form
+
+.. math:: p^\star=\min_{Z_1,\dots,Z_P}\ L\Big(\sum_j\mathcal{A}_j(Z_j)\Big)+\beta\sum_j\|Z_j\|_*,
+
+with :math:`\mathcal{A}_j` linear from the lifted matrix :math:`Z_j` to the token outputs (n s, c),
+by default :math:`\mathcal{A}_j(Z_j)=D_j\,Z_j\mathrm{.reshape}(\cdot, c)` with a design matrix
+:math:`D_j` (row-major reshape).  Its certificate needs the adjoint :math:`\mathcal{A}_j^*(V)`
+reshaped like :math:`Z_j` and the dual norm :math:`\max_j\|\mathcal{A}_j^*(V)\|_2`.
+For cross-entropy the token outputs are mean-pooled into per-sample logits.
+"""
+
+from __future__ import annotations
+
+from functools import cached_property
+
+import cvxpy as cp
+import numpy as np
+
+from ..certificates import Certificate, certify
+from ..losses import loss_value
+
+
+class LiftedFit:
+    """Mixin for a fit with attributes ``loss``, ``beta``, ``shape`` (n, s, ...), ``Y`` (targets
+    as passed to the loss), ``Z`` (list of lifted matrices) and ``designs`` (list of D_j), unless
+    :meth:`outputs` and :meth:`adjoint` are overridden (e.g. by FFTs)."""
+
+    @property
+    def pooled(self) -> bool:
+        """Mean-pooled logits (cross-entropy on labels) rather than token-level targets."""
+        return self.loss == "cross_entropy"
+
+    def _pool(self, M: np.ndarray) -> np.ndarray:
+        n, s = self.shape[:2]
+        return M.reshape(n, s, -1).mean(axis=1) if self.pooled else M
+
+    def outputs(self) -> np.ndarray:
+        """Token outputs (n s, c): sum_j D_j Z_j.reshape(., c)."""
+        return sum(D @ Zj.reshape(D.shape[1], -1) for D, Zj in zip(self.designs, self.Z))
+
+    def adjoint(self, V: np.ndarray) -> list[np.ndarray]:
+        """A_j^*(V) for token-level V (n s, c), each reshaped like Z_j (row-major)."""
+        return [(D.T @ V).reshape(Zj.shape) for D, Zj in zip(self.designs, self.Z)]
+
+    def prediction(self) -> np.ndarray:
+        """Outputs on the training data: (n s, c) token outputs, or (n, c) pooled logits."""
+        return self._pool(self.outputs())
+
+    def regulariser(self) -> float:
+        """sum_j ||Z_j||_*."""
+        return float(sum(np.linalg.norm(Zj, "nuc") for Zj in self.Z))
+
+    @cached_property
+    def value(self) -> float:
+        """The optimum, L(prediction) + beta sum_j ||Z_j||_*, recomputed in float64."""
+        return loss_value(self.prediction(), self.Y, self.loss) + self.beta * self.regulariser()
+
+    def singular_values(self) -> list[np.ndarray]:
+        """Singular values of each lifted matrix Z_j (descending)."""
+        return [np.linalg.svd(Zj, compute_uv=False) for Zj in self.Z]
+
+    def dual_norm(self, V: np.ndarray) -> float:
+        r""":math:`\max_j\|\mathcal{A}_j^*(V)\|_2` (V pooled back to tokens for cross-entropy)."""
+        n, s = self.shape[:2]
+        Vt = np.repeat(V, s, axis=0) / s if self.pooled else V
+        return float(max(np.linalg.norm(G, 2) for G in self.adjoint(Vt)))
+
+    def certify(self) -> Certificate:
+        """Weak-duality certificate at this solution (see :mod:`cvxattn_lib.certificates`)."""
+        return certify(self.value, self.prediction(), self.Y, self.loss, self.beta, self.dual_norm)
+
+    def certificate(self) -> dict:
+        """``value``, ``lower_bound``, ``gap``, ``rel_gap``, ``dual_norm`` (<= beta at optimum)."""
+        return self.certify().as_dict()
+
+
+def pool_tokens(out: cp.Expression, n: int, s: int) -> cp.Expression:
+    """Mean over the s tokens of each sample: (n s, c) -> (n, c)."""
+    return np.kron(np.eye(n), np.full((1, s), 1.0 / s)) @ out
