@@ -19,7 +19,9 @@ import cvxpy as cp
 import numpy as np
 
 from ..certificates import Certificate, certify
+from ..cvxpy_solve import solve
 from ..losses import loss_value
+from .mlp import cvx_loss, nuclear_norm
 
 
 class LiftedFit:
@@ -79,3 +81,17 @@ class LiftedFit:
 def pool_tokens(out: cp.Expression, n: int, s: int) -> cp.Expression:
     """Mean over the s tokens of each sample: (n s, c) -> (n, c)."""
     return np.kron(np.eye(n), np.full((1, s), 1.0 / s)) @ out
+
+
+def lifted_program(designs, shapes, Yf, loss, beta, n, s, solver=None):
+    """Solve min L(sum_j D_j Z_j.reshape(., c)) + beta sum_j ||Z_j||_* over real Z_j of the given
+    ``shapes``; returns (Z list, solver value, problem)."""
+    c = shapes[0][0] * shapes[0][1] // designs[0].shape[1]
+    Zv = [cp.Variable(shape) for shape in shapes]
+    out = sum(D @ cp.reshape(Zj, (D.shape[1], c), order="C") for D, Zj in zip(designs, Zv))
+    if loss == "cross_entropy":
+        out = pool_tokens(out, n, s)
+    problem = cp.Problem(cp.Minimize(cvx_loss(out, Yf, loss)
+                                     + beta * sum(nuclear_norm(Zj) for Zj in Zv)))
+    value = solve(problem, solver=solver)
+    return [np.array(Zj.value, float, copy=True) for Zj in Zv], value, problem

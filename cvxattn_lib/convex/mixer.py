@@ -24,16 +24,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-import cvxpy as cp
 import numpy as np
 
-from ..cvxpy_solve import solve
 from ..validation import as_float_array, choice, positive_int, positive_scalar, seed_value
 from .attention import _check
-from .lifted import LiftedFit, pool_tokens
-from .mlp import cvx_loss, factor, nuclear_norm
+from .lifted import LiftedFit, lifted_program
+from .mlp import factor
+from ..nonconvex.mixer import MIXER_KINDS
 
-MIXER_ACTIVATIONS = ("linear", "gated_relu")
+MIXER_ACTIVATIONS = MIXER_KINDS
 
 
 def lift_mixer(A: np.ndarray, B: np.ndarray) -> np.ndarray:
@@ -108,20 +107,6 @@ class MixerFit(LiftedFit):
     def n_heads(self) -> int:
         """Heads in the recovered network: the sum of the ranks of the lifted matrices."""
         return self.weights()["A"].shape[0]
-
-
-def lifted_program(designs, shapes, Yf, loss, beta, n, s, solver=None):
-    """Solve min L(sum_j D_j Z_j.reshape(., c)) + beta sum_j ||Z_j||_* over real Z_j of the given
-    ``shapes``; returns (Z list, solver value, problem)."""
-    c = shapes[0][0] * shapes[0][1] // designs[0].shape[1]
-    Zv = [cp.Variable(shape) for shape in shapes]
-    out = sum(D @ cp.reshape(Zj, (D.shape[1], c), order="C") for D, Zj in zip(designs, Zv))
-    if loss == "cross_entropy":
-        out = pool_tokens(out, n, s)
-    problem = cp.Problem(cp.Minimize(cvx_loss(out, Yf, loss)
-                                     + beta * sum(nuclear_norm(Zj) for Zj in Zv)))
-    value = solve(problem, solver=solver)
-    return [np.array(Zj.value, float, copy=True) for Zj in Zv], value, problem
 
 
 def fit_mixer(X, Y, beta, activation: str = "linear", gates=None, n_gates=None, seed: int = 0,
