@@ -136,3 +136,34 @@ def test_bad_inputs_name_the_argument(kwargs, match):
     args = dict(X=X, Y=Y, beta=0.1, activation="linear") | kwargs
     with pytest.raises((ValueError, TypeError), match=match):
         cal.convex.fit_mixer(**args)
+
+
+def test_tall_nuclear_norm_formulation():
+    """lifted_nuclear_norm (p small PSD cones, used when p + q > SMALL_CONE) is ||Z||_*: the prox
+    problem solves to singular-value soft-thresholding, and a Mixer fit on s = 6 tokens (Z 36 x 4)
+    reaches the value of the same program with CVXPY's normNuc, with a closed certificate."""
+    import cvxpy as cp
+
+    from cvxattn_lib.convex.lifted import SMALL_CONE, lifted_nuclear_norm
+    from cvxattn_lib.convex.mlp import cvx_loss
+
+    rng = np.random.default_rng(7)
+    C = rng.standard_normal((40, 3)) @ np.diag([3.0, 1.0, 0.01])
+    assert sum(C.shape) > SMALL_CONE
+    lam = 0.5
+    Zv = cp.Variable(C.shape)
+    value = cal.solve(cp.Problem(cp.Minimize(0.5 * cp.sum_squares(Zv - C)
+                                             + lam * lifted_nuclear_norm(Zv))))
+    sv = np.linalg.svd(C, compute_uv=False)
+    shrunk = np.maximum(sv - lam, 0)
+    assert shrunk[-1] == 0  # a rank-deficient solution: W singular at the optimum
+    expected = 0.5 * np.sum((sv - shrunk) ** 2) + lam * shrunk.sum()
+    assert abs(value - expected) <= 1e-8 * expected
+    X, Y = problem(8, n=6, s=6, d=2, c=2)
+    fit = cal.convex.fit_mixer(X, Y, 0.1)
+    cert = fit.certificate()
+    assert -1e-9 <= cert["rel_gap"] <= GAP and cert["dual_norm"] <= 0.1 * (1 + np.sqrt(GAP))
+    Z = cp.Variable((36, 4))
+    out = fit.designs[0] @ cp.reshape(Z, (36 * 2, 2), order="C")
+    ref = cal.solve(cp.Problem(cp.Minimize(cvx_loss(out, fit.Y, "squared") + 0.1 * cp.normNuc(Z))))
+    assert abs(ref - fit.value) <= 1e-7 * ref
