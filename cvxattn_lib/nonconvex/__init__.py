@@ -5,6 +5,7 @@ from __future__ import annotations
 from ..validation import (as_float_array, choice, positive_int, positive_scalar, seed_value,
                           targets)
 from .attention import ATTENTION_KINDS, MultiHeadAttention
+from .mixer import FNOHead, MixerHead, fno_objective, mixer_objective, train_fno, train_mixer
 from .mlp import ACTIVATIONS, TwoLayerNet, repeat_gates
 from .training import (OPTIMIZERS, TrainRun, as_tensors, evaluate, fit_adam_batched, fit_lbfgs,
                        objective, penalty, train_restarts)
@@ -12,7 +13,8 @@ from .training import (OPTIMIZERS, TrainRun, as_tensors, evaluate, fit_adam_batc
 __all__ = ["TwoLayerNet", "repeat_gates", "OPTIMIZERS", "TrainRun", "evaluate", "fit_adam_batched",
            "fit_lbfgs", "objective", "penalty", "train_restarts", "train_mlp", "mlp_objective",
            "ATTENTION_KINDS", "MultiHeadAttention", "train_attention", "attention_objective",
-           "relu_from_gated"]
+           "relu_from_gated", "MixerHead", "FNOHead", "train_mixer", "train_fno",
+           "mixer_objective", "fno_objective"]
 
 
 def train_mlp(X, Y, beta, activation: str = "relu", m: int = 16, gates=None,
