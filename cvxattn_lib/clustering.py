@@ -105,10 +105,15 @@ def adjusted_rand_index(a, b) -> float:
     return 1.0 if top == 0 else float((index - expected) / top)
 
 
+def token_groups(weights: dict, activation: str, X: np.ndarray, K: int,
+                 seed: int = 0) -> np.ndarray:
+    """The learned grouping (n, s): spectral clusters of each sample's attention affinity."""
+    return np.stack([spectral_clusters(A, K, seed) for A in attention_affinity(weights, activation, X)])
+
+
 def clustering_ari(weights: dict, activation: str, X: np.ndarray, clusters: np.ndarray,
                    K: int, seed: int = 0) -> float:
-    """Mean over samples of the ARI between spectral clusters of the attention affinity and the
+    """Mean over samples of the ARI between the learned groups (:func:`token_groups`) and the
     planted clusters."""
-    aff = attention_affinity(weights, activation, X)
-    return float(np.mean([adjusted_rand_index(spectral_clusters(A, K, seed), c)
-                          for A, c in zip(aff, clusters)]))
+    groups = token_groups(weights, activation, X, K, seed)
+    return float(np.mean([adjusted_rand_index(g, c) for g, c in zip(groups, clusters)]))

@@ -62,3 +62,65 @@ def pattern_counts(ns, counts, bounds, sampled=None, ax=None, d: int | None = No
            xlabel="number of samples n", ylabel="number of patterns P")
     ax.legend()
     return ax
+
+
+def singular_values(svals, ax=None, tol: float = 1e-7, title: str = "singular values of Z*"):
+    """Bar chart (log scale) of the singular values of one or more lifted matrices; values below
+    ``tol`` times the largest count as zero (their heads are dropped)."""
+    ax = ax or plt.subplots(figsize=(5.6, 3.6))[1]
+    svals = [np.asarray(s, float) for s in (svals if isinstance(svals, (list, tuple)) else [svals])]
+    top = max(float(s.max()) for s in svals if s.size) or 1.0
+    floor = tol * top
+    x0 = 0
+    for j, s in enumerate(svals):
+        idx = np.arange(x0, x0 + s.size)
+        ax.bar(idx, np.maximum(s, floor * 1e-3), color=np.where(s > floor, "tab:blue", "tab:gray"),
+               edgecolor="k", label=None if len(svals) == 1 else f"Z_{j + 1}")
+        x0 += s.size + 1
+    ax.axhline(floor, color="tab:red", ls="--", lw=1, label=f"rank threshold ({tol:g} x largest)")
+    ax.set_yscale("log")
+    ax.set(title=title, xlabel="index of the singular value (grouped by lifted matrix)",
+           ylabel="singular value (same units as Z)")
+    ax.legend(fontsize=8, loc="upper right")
+    return ax
+
+
+def attention_map(affinity: np.ndarray, clusters: np.ndarray, ax=None,
+                  title: str = "token affinity (sorted by planted cluster)"):
+    """One sample's token-token affinity (s, s), rows and columns sorted by planted cluster, with
+    the cluster boundaries drawn."""
+    ax = ax or plt.subplots(figsize=(4.2, 3.8))[1]
+    order = np.argsort(clusters, kind="stable")
+    im = ax.imshow(affinity[np.ix_(order, order)], cmap="viridis")
+    for b in np.flatnonzero(np.diff(clusters[order])) + 0.5:
+        ax.axhline(b, color="w", lw=1)
+        ax.axvline(b, color="w", lw=1)
+    ax.set(title=title, xlabel="key token (sorted by planted cluster)",
+           ylabel="query token (sorted by planted cluster)")
+    ax.figure.colorbar(im, ax=ax, label="affinity ||contribution|| (output units)")
+    return ax
+
+
+def token_projection(X: np.ndarray, groups: np.ndarray, clusters: np.ndarray, ax=None,
+                     title: str = "tokens in their top-2 principal directions"):
+    """Tokens of all samples (n, s, d) projected on their two principal directions, coloured by
+    learned group and marked by planted cluster (groups are matched to clusters per sample by
+    majority, so colours agree when the grouping is right)."""
+    ax = ax or plt.subplots(figsize=(4.6, 4.0))[1]
+    T = np.asarray(X, float).reshape(-1, X.shape[-1])
+    T = T - T.mean(0)
+    P = T @ np.linalg.svd(T, full_matrices=False)[2][:2].T
+    matched = np.empty_like(groups)
+    for i, (g, c) in enumerate(zip(groups, clusters)):
+        for k in np.unique(g):  # name each learned group after its most frequent planted cluster
+            matched[i, g == k] = np.bincount(c[g == k]).argmax()
+    markers = "osD^v<>p*h"
+    for k in np.unique(clusters):
+        sel = clusters.ravel() == k
+        ax.scatter(P[sel, 0], P[sel, 1], c=[f"C{m}" for m in matched.ravel()[sel]],
+                   marker=markers[k % len(markers)], edgecolors="k", s=26,
+                   label=f"planted cluster {k}")
+    ax.set(title=title, xlabel="principal direction 1 (feature units)",
+           ylabel="principal direction 2 (feature units)")
+    ax.legend(fontsize=7, title="marker: planted; colour: learned", title_fontsize=7)
+    return ax

@@ -22,14 +22,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-import cvxpy as cp
 import numpy as np
 
-from ..cvxpy_solve import solve
 from ..validation import (as_float_array, choice, positive_int, positive_scalar, seed_value,
                           targets)
-from .lifted import LiftedFit, pool_tokens
-from .mlp import cvx_loss, factor, nuclear_norm
+from .lifted import LiftedFit, lifted_program
+from .mlp import factor
 
 ATTENTION_ACTIVATIONS = ("linear", "gated_relu")
 
@@ -159,14 +157,8 @@ def fit_self_attention(X, Y, beta, activation: str = "linear", gates=None, n_gat
     else:
         G = attention_gates(d, gates, n_gates, seed)
         designs = [design(X, M) for M in attention_masks(X, G)]
-    Zv = [cp.Variable((d * d, d * c)) for _ in designs]
-    out = sum(B @ cp.reshape(Zj, (d**3, c), order="C") for B, Zj in zip(designs, Zv))
-    if loss == "cross_entropy":
-        out = pool_tokens(out, n, s)
-    problem = cp.Problem(cp.Minimize(cvx_loss(out, Yf, loss)
-                                     + beta * sum(nuclear_norm(Zj) for Zj in Zv)))
-    solver_value = solve(problem, solver=solver)
+    Z, solver_value, problem = lifted_program(designs, [(d * d, d * c)] * len(designs), Yf, loss,
+                                              beta, n, s, solver=solver)
     return AttentionFit(activation=activation, loss=loss, beta=beta, shape=(n, s, d, c), Y=Yf,
-                        designs=designs, gates=G, Z=[np.array(Zj.value, float, copy=True) for Zj in Zv],
-                        solver_value=solver_value, status=problem.status,
-                        solver=problem.solver_stats.solver_name)
+                        designs=designs, gates=G, Z=Z, solver_value=solver_value,
+                        status=problem.status, solver=problem.solver_stats.solver_name)

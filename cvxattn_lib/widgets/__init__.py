@@ -5,7 +5,10 @@ vanish in JupyterLab); solves are cached per widget, and sliders that solve use
 ``continuous_update=False``.  One module per notebook topic; :mod:`.base` holds what they share.
 """
 
+from .attention import (AttentionRankExplorer, ClusteringExplorer, attention_rank_explorer,
+                        clustering_explorer)
 from .base import Explorer, log_slider
 from .mlp import BetaExplorer, mlp_beta_explorer
 
-__all__ = ["Explorer", "log_slider", "BetaExplorer", "mlp_beta_explorer"]
+__all__ = ["Explorer", "log_slider", "BetaExplorer", "mlp_beta_explorer", "AttentionRankExplorer",
+           "ClusteringExplorer", "attention_rank_explorer", "clustering_explorer"]

@@ -1,0 +1,116 @@
+"""Explorers of notebooks 02 and 03: the rank of linear attention's lifted matrix against β, and
+token clustering by gated-ReLU attention against β, the number of gates and the noise."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+import ipywidgets as W
+import matplotlib.pyplot as plt
+import numpy as np
+
+from .. import clustering, plots
+from ..convex import fit_self_attention
+from .base import Explorer, log_slider
+
+
+class AttentionRankExplorer(Explorer):
+    """A β slider that re-solves the linear self-attention program and redraws the singular values
+    of Z*: the number of heads the optimum needs is rank(Z*).
+
+    ``last``: ``beta``, ``value``, ``n_heads``, ``rel_gap``, ``figure_sha1``; ``draws`` counts redraws.
+    """
+
+    css_class = "cvxattn-rank-explorer"
+
+    def __init__(self, X, Y, beta: float = 0.1, beta_range: tuple[float, float] = (1e-3, 10.0)):
+        self.X, self.Y = np.asarray(X, float), np.asarray(Y, float)
+
+        def fit(beta: float):
+            return fit_self_attention(self.X, self.Y, beta, activation="linear")
+
+        self.solve = lru_cache(maxsize=64)(fit)
+        self.slider = log_slider("β (weight decay)", beta, *beta_range)
+        self._start([self.slider])
+
+    def values(self) -> dict:
+        return {"beta": float(self.slider.value)}
+
+    def figure(self, beta: float):
+        """Singular values of Z* at ``beta`` (also the static figure); returns ``(fig, info)``."""
+        fit = self.solve(round(float(beta), 12))
+        fig, ax = plt.subplots(figsize=(5.6, 3.6))
+        plots.singular_values(fit.singular_values(), ax=ax, tol=fit.rank_tol,
+                              title=f"linear attention, β = {beta:.3g}: rank(Z*) = {fit.n_heads} heads")
+        return fig, {"value": fit.value, "n_heads": fit.n_heads,
+                     "rel_gap": fit.certificate()["rel_gap"]}
+
+    def status_html(self, info: dict) -> str:
+        return (f"<b>β = {info['beta']:.3g}</b> · optimum p* = {info['value']:.6g} · "
+                f"heads = rank(Z*) = {info['n_heads']} · certified gap = {info['rel_gap']:.1e}")
+
+
+class ClusteringExplorer(Explorer):
+    """Sliders for β, the number of gates and the noise of the planted-cluster toy: each move
+    solves the gated-ReLU attention program and redraws one sample's token affinity and the
+    tokens coloured by learned group; the status line gives the ARI against the planted clusters.
+
+    ``last``: ``beta``, ``n_gates``, ``noise``, ``ari``, ``n_heads``, ``rel_gap``, ``figure_sha1``.
+    """
+
+    css_class = "cvxattn-clustering-explorer"
+
+    def __init__(self, n: int = 30, s: int = 6, d: int = 3, K: int = 3, beta: float = 0.1,
+                 n_gates: int = 8, noise: float = 0.1, seed: int = 0,
+                 beta_range: tuple[float, float] = (1e-2, 10.0), max_gates: int = 16):
+        self.sizes, self.seed = dict(n=n, s=s, d=d, K=K), seed
+
+        def solve(beta: float, n_gates: int, noise: float):
+            X, Y, C = clustering.planted_clusters(noise=noise, seed=seed, **self.sizes)
+            fit = fit_self_attention(X, Y, beta, activation="gated_relu", n_gates=n_gates,
+                                     seed=seed)
+            groups = clustering.token_groups(fit.weights(), "gated_relu", X, K, seed)
+            return X, C, fit, groups
+
+        self.solve = lru_cache(maxsize=32)(solve)
+        self.slider = log_slider("β (weight decay)", beta, *beta_range)
+        self.gates = W.IntSlider(value=n_gates, min=1, max=max_gates, description="gates P",
+                                 continuous_update=False, style={"description_width": "initial"})
+        self.noise = W.FloatSlider(value=noise, min=0.02, max=0.5, step=0.02,
+                                   description="token noise σ", continuous_update=False,
+                                   readout_format=".2f", style={"description_width": "initial"})
+        self._start([self.slider, self.gates, self.noise])
+
+    def values(self) -> dict:
+        return {"beta": float(self.slider.value), "n_gates": int(self.gates.value),
+                "noise": float(self.noise.value)}
+
+    def figure(self, beta: float, n_gates: int, noise: float):
+        """Affinity of sample 0 and the learned groups (also the static figure); ``(fig, info)``."""
+        X, C, fit, groups = self.solve(round(float(beta), 12), int(n_gates), round(float(noise), 6))
+        aff = clustering.attention_affinity(fit.weights(), "gated_relu", X)
+        ari = float(np.mean([clustering.adjusted_rand_index(g, c) for g, c in zip(groups, C)]))
+        fig, axes = plt.subplots(1, 2, figsize=(10.5, 4.0))
+        plots.attention_map(aff[0], C[0], ax=axes[0],
+                            title=f"sample 0: affinity (β = {beta:.3g}, P = {n_gates})")
+        plots.token_projection(X, groups, C, ax=axes[1],
+                               title=f"learned groups, mean ARI = {ari:.2f} (noise σ = {noise:.2f})")
+        fig.tight_layout()
+        return fig, {"ari": ari, "n_heads": fit.n_heads, "value": fit.value,
+                     "rel_gap": fit.certificate()["rel_gap"]}
+
+    def status_html(self, info: dict) -> str:
+        return (f"<b>β = {info['beta']:.3g}, P = {info['n_gates']}, σ = {info['noise']:.2f}</b> · "
+                f"ARI against the planted clusters = {info['ari']:.3f} · heads = {info['n_heads']} · "
+                f"certified gap = {info['rel_gap']:.1e}")
+
+
+def attention_rank_explorer(X, Y, beta: float = 0.1, **kwargs) -> AttentionRankExplorer:
+    """Build the rank explorer for linear attention on X (n, s, d), Y (n, s, c)."""
+    return AttentionRankExplorer(X, Y, beta=beta, **kwargs)
+
+
+def clustering_explorer(beta: float = 0.1, n_gates: int = 8, noise: float = 0.1,
+                        **kwargs) -> ClusteringExplorer:
+    """Build the clustering explorer on the planted-cluster toy (sizes n, s, d, K as keywords)."""
+    return ClusteringExplorer(beta=beta, n_gates=n_gates, noise=noise, **kwargs)

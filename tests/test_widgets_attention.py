@@ -1,0 +1,55 @@
+"""The explorers of notebooks 02 and 03, driven as a reader would: move a control, see what changed."""
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import numpy as np
+import pytest
+
+import cvxattn_lib as cal
+from cvxattn_lib import clustering as cl
+
+
+@pytest.fixture(scope="module")
+def rank_explorer():
+    X, Y, _ = cl.planted_clusters(n=8, s=4, d=2, K=2, seed=0)
+    return cal.widgets.attention_rank_explorer(X, Y, beta=0.1)
+
+
+def test_rank_explorer_tracks_the_rank_of_z(rank_explorer):
+    e = rank_explorer
+    assert e.draws == 1 and e.slider.continuous_update is False
+    assert "cvxattn-rank-explorer" in e._dom_classes
+    first = dict(e.last)
+    fit = e.solve(0.1)
+    top = fit.singular_values()[0][0]
+    assert first["n_heads"] == fit.n_heads == np.linalg.matrix_rank(fit.Z[0], tol=1e-7 * top)
+    assert abs(first["rel_gap"]) < 1e-6
+    e.slider.value = 10.0  # strong weight decay: fewer heads, a larger optimum, a new figure
+    assert e.draws == 2
+    assert e.last["n_heads"] <= first["n_heads"] and e.last["value"] > first["value"]
+    assert e.last["figure_sha1"] != first["figure_sha1"]
+    hits = e.solve.cache_info().hits
+    e.slider.value = 0.1  # back: served from the cache, same figure
+    assert e.solve.cache_info().hits > hits
+    assert e.last["figure_sha1"] == first["figure_sha1"]
+    assert "heads = rank(Z*)" in e.status.value
+
+
+def test_clustering_explorer_resolves_on_each_control():
+    e = cal.widgets.clustering_explorer(n=10, s=6, d=2, K=3, n_gates=4, beta=0.1)
+    assert e.draws == 1
+    assert all(c.continuous_update is False for c in e.controls)
+    assert "cvxattn-clustering-explorer" in e._dom_classes
+    first = dict(e.last)
+    assert -1 <= first["ari"] <= 1 and abs(first["rel_gap"]) < 1e-6
+    e.noise.value = 0.4
+    assert e.draws == 2 and e.last["noise"] == pytest.approx(0.4)
+    assert e.last["figure_sha1"] != first["figure_sha1"] and e.last["value"] != first["value"]
+    e.gates.value = 2
+    assert e.draws == 3 and e.last["n_gates"] == 2
+    assert "ARI against the planted clusters" in e.status.value
+    fig, info = e.figure(**e.values())  # the static figure is the widget's
+    assert info["ari"] == e.last["ari"]
+    assert len(fig.axes) >= 2 and all(ax.get_title() for ax in fig.axes[:2])
