@@ -8,7 +8,8 @@ from typing import Callable
 
 import numpy as np
 
-from . import arrangements
+from . import arrangements, clustering
+from .convex import attention
 
 
 @dataclass(frozen=True)
@@ -29,6 +30,23 @@ def _balanced_penalty() -> float:
     return float(np.linalg.norm([3.0, 4.0]) * 2.0)
 
 
+def _lifted_entries() -> int:
+    # d = 4 features, c = 3 outputs: Z = vec(W1) vec(W2)^T is d^2 x d c
+    W1, W2 = np.ones((1, 4, 4)), np.ones((1, 4, 3))
+    return int(attention.lift(W1, W2).size)
+
+
+def _one_head_nuclear() -> float:
+    # one head W1 = I_2, W2 = (1, 1)^T: ||Z||_* = ||vec W1|| ||vec W2||
+    return float(np.linalg.norm(attention.lift(np.eye(2)[None], np.ones((1, 2, 1))), "nuc"))
+
+
+def _mask_ones() -> int:
+    # tokens (1, 0), (0, 1), (-1, 0) and the gate G = I: entries of 1{X G X^T >= 0}
+    X = np.array([[[1.0, 0.0], [0.0, 1.0], [-1.0, 0.0]]])
+    return int(attention.attention_masks(X, np.eye(2)[None]).sum())
+
+
 EXERCISES: dict[str, Exercise] = {
     "01.patterns": Exercise(lambda: arrangements.region_count_general_position(10, 3),
                             "count regions of 10 hyperplanes through the origin of R^3 in "
@@ -39,6 +57,20 @@ EXERCISES: dict[str, Exercise] = {
                              "the penalty becomes ||w1|| * |w2|"),
     "01.linear_neurons": Exercise(lambda: 1, "a linear network computes X W1 W2 = X Z; how large "
                                   "can rank(Z) be when Z has one column?"),
+    "02.lifted_entries": Exercise(_lifted_entries, "Z = sum_j vec(W1_j) vec(W2_j)^T: how long "
+                                  "are vec(W1) (d x d) and vec(W2) (d x c)?"),
+    "02.max_heads": Exercise(lambda: min(3 * 3, 3 * 2), "the optimum needs rank(Z*) heads, and a "
+                             "d^2 x dc matrix has rank at most min(d^2, dc); here d = 3, c = 2"),
+    "02.one_head_nuclear": Exercise(_one_head_nuclear, "a rank-one matrix a b^T has one singular "
+                                    "value, ||a|| ||b||"),
+    "03.mask_ones": Exercise(_mask_ones, "with G = I the mask keeps the pairs with x_t . x_u >= 0 "
+                             "(zero counts as kept), the diagonal included"),
+    "03.ari_relabelled": Exercise(lambda: clustering.adjusted_rand_index([0, 0, 1, 1, 2, 2],
+                                                                         [2, 2, 0, 0, 1, 1]),
+                                  "the ARI compares partitions, not the names of the groups"),
+    "03.max_gated_heads": Exercise(lambda: 16 * min(2 * 2, 2 * 2), "each of the P gates has its "
+                                   "own d^2 x dc matrix Z_j, and each adds up to rank(Z_j) heads; "
+                                   "here P = 16, d = 2, c = 2"),
 }
 
 

@@ -44,3 +44,20 @@ def random_regression(n: int, d: int, c: int, seed: int = 0) -> tuple[np.ndarray
     """X (n, d) and Y (n, c) with i.i.d. standard normal entries."""
     rng = np.random.default_rng(seed)
     return rng.standard_normal((n, d)), rng.standard_normal((n, c))
+
+
+def attention_teacher(n: int = 12, s: int = 4, d: int = 3, c: int = 2, heads: int = 2,
+                      noise: float = 0.05, seed: int = 0) -> tuple[np.ndarray, np.ndarray, dict]:
+    """Token targets from a random linear-attention teacher with ``heads`` heads, plus noise.
+
+    X (n, s, d) standard normal / sqrt(d); Y (n, s, c) = sum_j X W1_j X^T X W2_j + noise * N(0, 1).
+    Returns ``(X, Y, teacher)`` with the teacher's ``W1`` (heads, d, d) and ``W2`` (heads, d, c).
+    """
+    n, s, d, c, heads = (positive_int(k, v) for k, v in
+                         [("n", n), ("s", s), ("d", d), ("c", c), ("heads", heads)])
+    rng = np.random.default_rng(seed)
+    X = rng.standard_normal((n, s, d)) / np.sqrt(d)
+    W1 = rng.standard_normal((heads, d, d)) / np.sqrt(d)
+    W2 = rng.standard_normal((heads, d, c)) / np.sqrt(d)
+    Y = np.einsum("nta,jak,nuk,nul,jlc->ntc", X, W1, X, X, W2)
+    return X, Y + noise * rng.standard_normal(Y.shape), {"W1": W1, "W2": W2}

@@ -95,7 +95,6 @@ class ClusteringExplorer(Explorer):
                             title=f"sample 0: affinity (β = {beta:.3g}, P = {n_gates})")
         plots.token_projection(X, groups, C, ax=axes[1],
                                title=f"learned groups, mean ARI = {ari:.2f} (noise σ = {noise:.2f})")
-        fig.tight_layout()
         return fig, {"ari": ari, "n_heads": fit.n_heads, "value": fit.value,
                      "rel_gap": fit.certificate()["rel_gap"]}
 
