@@ -66,3 +66,14 @@ def test_notebook01_beta_slider(lab, lab_page):
         pytest.skip(f"{NOTEBOOK_01} does not exist yet")
     run_notebook(lab_page, lab, NOTEBOOK_01)
     slider_redraws_figure(lab_page, "cvxattn-beta-explorer", "β")
+
+
+NOTEBOOK_04 = "notebooks/04_mixer_and_fno_are_block_nuclear_norm_programs.ipynb"
+
+
+def test_notebook04_beta_slider(lab, lab_page):
+    """Notebook 04 runs in JupyterLab and its β slider redraws the singular-value spectra."""
+    if not (REPO_ROOT / NOTEBOOK_04).exists():
+        pytest.skip(f"{NOTEBOOK_04} does not exist yet")
+    run_notebook(lab_page, lab, NOTEBOOK_04)
+    slider_redraws_figure(lab_page, "cvxattn-mixer-explorer", "β", shots="nb04-")

@@ -39,8 +39,9 @@ class MixerExplorer(Explorer):
 
     ``last`` holds ``beta``, the optima ``mixer_value``, ``circulant_value``,
     ``spectral_value``, the ranks ``mixer_rank`` (heads), ``circulant_rank`` (kernels),
-    ``spectral_modes`` (active rfft modes), ``spectral_rank`` (largest rank of a mode) and
-    ``figure_sha1``; ``draws`` counts redraws; ``solve(beta)`` is cached.
+    ``spectral_modes`` (active rfft modes), ``spectral_rank`` (largest rank of a mode),
+    ``rel_gap`` (the largest certified relative gap of the three) and ``figure_sha1``;
+    ``draws`` counts redraws; ``solve(beta)`` is cached.
     """
 
     css_class = "cvxattn-mixer-explorer"
@@ -86,7 +87,7 @@ class MixerExplorer(Explorer):
                            [sp["mixer"], sp["circulant"], *sp["spectral"]]))
         rank = {k: numerical_rank(sp[k], self.rank_rtol) for k in ("mixer", "circulant")}
         mode_ranks = [numerical_rank(v, self.rank_rtol) for v in sp["spectral"]]
-        fig, axes = plt.subplots(1, 3, figsize=(14, 3.9), sharey=True)
+        fig, axes = plt.subplots(1, 3, figsize=(14, 3.9), sharey=True, layout="constrained")
         for ax, key, rows, what in [(axes[0], "mixer", f"{s}²", "heads"),
                                     (axes[1], "circulant", f"{s}", "kernels")]:
             sv = np.maximum(sp[key], FLOOR * top)
@@ -110,19 +111,20 @@ class MixerExplorer(Explorer):
             ax.set_ylim(FLOOR * top / 3, top * 3)
         fig.suptitle(f"singular values of the lifted matrices at β = {beta:.3g} "
                      "(dotted: rank threshold; gray: below it, switched off)")
-        fig.tight_layout()
         info = {"mixer_value": fits["mixer"].value, "circulant_value": fits["circulant"].value,
                 "spectral_value": fits["spectral"].value, "mixer_rank": rank["mixer"],
                 "circulant_rank": rank["circulant"],
                 "spectral_modes": int(sum(r > 0 for r in mode_ranks)),
-                "spectral_rank": int(max(mode_ranks))}
+                "spectral_rank": int(max(mode_ranks)),
+                "rel_gap": max(abs(f.certificate()["rel_gap"]) for f in fits.values())}
         return fig, info
 
     def status_html(self, info: dict) -> str:
         return (f"<b>β = {info['beta']:.3g}</b> · Mixer: p* = {info['mixer_value']:.5g}, "
                 f"{info['mixer_rank']} heads · circulant FNO: p* = {info['circulant_value']:.5g}, "
                 f"{info['circulant_rank']} kernels · spectral FNO: p* = {info['spectral_value']:.5g}, "
-                f"{info['spectral_modes']} modes on, rank ≤ {info['spectral_rank']}")
+                f"{info['spectral_modes']} modes on, rank ≤ {info['spectral_rank']} · "
+                f"certified gap ≤ {info['rel_gap']:.1e}")
 
 
 def mixer_beta_explorer(X, Y, beta: float = 0.1, **kwargs) -> MixerExplorer:
