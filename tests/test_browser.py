@@ -71,8 +71,9 @@ def test_notebook01_beta_slider(lab, lab_page):
 @pytest.mark.parametrize("notebook,css_class,label", [
     ("notebooks/02_linear_self_attention_is_a_nuclear_norm_program.ipynb", "cvxattn-rank-explorer", "β"),
     ("notebooks/03_gated_relu_attention_clusters_tokens.ipynb", "cvxattn-clustering-explorer", "noise"),
-], ids=["02", "03"])
-def test_attention_notebooks_sliders(lab, lab_page, notebook, css_class, label):
-    """Notebooks 02 and 03 run in JupyterLab and moving a slider redraws their figure."""
+    ("notebooks/04_mixer_and_fno_are_block_nuclear_norm_programs.ipynb", "cvxattn-mixer-explorer", "β"),
+], ids=["02", "03", "04"])
+def test_notebook_sliders(lab, lab_page, notebook, css_class, label):
+    """Notebooks 02-04 run in JupyterLab and moving a slider redraws their figure."""
     run_notebook(lab_page, lab, notebook)
     slider_redraws_figure(lab_page, css_class, label, shots=f"nb{Path(notebook).name[:2]}-")

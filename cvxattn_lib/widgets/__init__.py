@@ -8,7 +8,9 @@ vanish in JupyterLab); solves are cached per widget, and sliders that solve use
 from .attention import (AttentionRankExplorer, ClusteringExplorer, attention_rank_explorer,
                         clustering_explorer)
 from .base import Explorer, log_slider
+from .mixer import MixerExplorer, mixer_beta_explorer
 from .mlp import BetaExplorer, mlp_beta_explorer
 
 __all__ = ["Explorer", "log_slider", "BetaExplorer", "mlp_beta_explorer", "AttentionRankExplorer",
-           "ClusteringExplorer", "attention_rank_explorer", "clustering_explorer"]
+           "ClusteringExplorer", "attention_rank_explorer", "clustering_explorer", "MixerExplorer",
+           "mixer_beta_explorer"]

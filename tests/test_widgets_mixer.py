@@ -1,0 +1,124 @@
+"""The Mixer/FNO β explorer of notebook 04, driven as a reader would: move the slider, see what
+changed.  Data: a rank-one circular convolution over 6 tokens (a kernel whose spectrum vanishes at
+the Nyquist mode, a rank-one channel map) plus noise; the three programs solve in about a second."""
+
+import matplotlib
+
+matplotlib.use("Agg")  # headless, whatever backend the environment sets
+
+import numpy as np
+import pytest
+
+import cvxattn_lib as cal
+import cvxattn_lib.widgets
+from cvxattn_lib.convex.fno import circulant
+from cvxattn_lib.widgets.mixer import numerical_rank
+
+BETA0, BETA1 = 0.1, 10.0  # the default and a hundred times larger weight decay
+
+
+@pytest.fixture(scope="module")
+def data():
+    rng = np.random.default_rng(0)
+    n, s, d, c = 10, 6, 2, 2
+    X = rng.standard_normal((n, s, d))
+    B = np.outer([1.0, -0.5], [0.8, 0.6])
+    Y = np.einsum("tu,nua,ab->ntb", circulant(np.array([0.5, 0.25, 0, 0, 0, 0.25])), X, B)
+    return X, Y + 0.05 * rng.standard_normal((n, s, c))
+
+
+@pytest.fixture
+def explorer(data):
+    return cal.widgets.mixer_beta_explorer(*data, beta=BETA0)
+
+
+def test_explorer_is_drawn_at_the_default_beta(explorer, data):
+    X, Y = data
+    assert explorer.slider.value == pytest.approx(BETA0)
+    assert explorer.draws == 1
+    last = explorer.last
+    keys = {"mixer_value", "circulant_value", "spectral_value", "mixer_rank", "circulant_rank",
+            "spectral_modes", "spectral_rank"}
+    assert set(last) >= keys | {"beta", "figure_sha1"}
+    fits = explorer.solve(round(BETA0, 12))
+    assert last["mixer_value"] == fits["mixer"].value
+    assert last["spectral_value"] == fits["spectral"].value
+    for fit in fits.values():  # the drawn solutions are certified optima
+        assert abs(fit.certificate()["rel_gap"]) <= last["rel_gap"] < 1e-6
+    # the drawn ranks are those of the lifted matrices
+    assert last["mixer_rank"] == numerical_rank(fits["mixer"].singular_values()[0])
+    assert last["circulant_rank"] == numerical_rank(fits["circulant"].singular_values()[0])
+    assert 1 <= last["spectral_modes"] <= X.shape[1] // 2 + 1
+    assert 1 <= last["spectral_rank"] <= min(X.shape[2], Y.shape[2])
+    assert len(last["figure_sha1"]) == 40
+    assert "heads" in explorer.status.value and "modes on" in explorer.status.value
+
+
+def test_slider_settings(explorer):
+    assert explorer.slider.continuous_update is False  # solves only on release
+    assert "cvxattn-mixer-explorer" in explorer._dom_classes
+    assert explorer.slider.base == 10
+    assert explorer.slider.min < np.log10(BETA0) < np.log10(BETA1) <= explorer.slider.max
+
+
+def test_moving_the_slider_resolves_and_going_back_uses_the_cache(explorer):
+    first = dict(explorer.last)
+    info0 = explorer.solve.cache_info()
+
+    # more weight decay: larger optima, lower ranks, fewer modes, and a new figure
+    explorer.slider.value = BETA1
+    assert explorer.draws == 2
+    moved = dict(explorer.last)
+    assert moved["beta"] == pytest.approx(BETA1)
+    for key in ("mixer", "circulant", "spectral"):
+        assert moved[f"{key}_value"] > first[f"{key}_value"]
+    assert moved["mixer_rank"] < first["mixer_rank"]
+    assert moved["circulant_rank"] < first["circulant_rank"]
+    assert moved["spectral_modes"] < first["spectral_modes"]
+    assert moved["figure_sha1"] != first["figure_sha1"]
+    assert moved["rel_gap"] < 1e-6
+    info1 = explorer.solve.cache_info()
+    assert info1.misses == info0.misses + 1
+
+    # back to the first value: served from the cache, same optima and the same picture
+    explorer.slider.value = BETA0
+    assert explorer.draws == 3
+    info2 = explorer.solve.cache_info()
+    assert info2.hits == info1.hits + 1 and info2.misses == info1.misses
+    back = explorer.last
+    assert {k: back[k] for k in first} == first
+
+
+def test_static_figure_matches_the_widget(explorer):
+    """``figure(beta)`` (the static copy a rendered page shows) reports what the widget drew."""
+    fig, info = explorer.figure(BETA0)
+    assert len(fig.axes) == 3
+    assert all(ax.get_title() and ax.get_xlabel() for ax in fig.axes)
+    assert fig.axes[0].get_ylabel()
+    for key, value in info.items():
+        assert explorer.last[key] == value
+
+
+def test_spectra_shapes(explorer, data):
+    X, Y = data
+    n, s, d = X.shape
+    c = Y.shape[2]
+    sp = explorer.spectra(BETA0)
+    assert sp["mixer"].shape == (min(s * s, d * c),)
+    assert sp["circulant"].shape == (min(s, d * c),)
+    assert len(sp["spectral"]) == s // 2 + 1 and all(v.shape == (min(d, c),) for v in sp["spectral"])
+    assert np.all(np.diff(sp["mixer"]) <= 0) and np.all(sp["mixer"] >= 0)
+
+
+def test_numerical_rank():
+    assert numerical_rank(np.array([3.0, 1e-3, 1e-9])) == 2
+    assert numerical_rank(np.array([1e-7, 1e-9])) == 0  # relative to max(1, largest)
+    assert numerical_rank(np.array([])) == 0
+
+
+def test_bad_inputs_name_the_argument(data):
+    X, Y = data
+    with pytest.raises(ValueError, match="Y"):
+        cal.widgets.mixer_beta_explorer(X, Y[:3])
+    with pytest.raises(ValueError, match="X"):
+        cal.widgets.mixer_beta_explorer(X[0], Y)
