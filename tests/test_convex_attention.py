@@ -8,9 +8,9 @@ import cvxattn_lib as cal
 from cvxattn_lib.convex.attention import attention_masks, block, design, lift
 from cvxattn_lib.nonconvex import MultiHeadAttention, attention_objective, train_attention
 
-# beta = 0.01 is not here yet: the non-convex twin then needs > 10^4 L-BFGS iterations to come within
-# 1e-6 (it is certified by the convex side alone below); the scalable solvers of issue 5 will add it
-BETAS = [0.1, 1.0]
+# at beta = 0.01 the non-convex twin needs up to ~10^4 L-BFGS iterations (40-50 s) to come within
+# 1e-6 of the optimum: the runs stop early on convergence, so the budget below is only a ceiling
+BETAS = [0.01, 0.1, 1.0]
 SEEDS = [0, 1]
 MATCH, RECOVER, GAP, BELOW = 1e-6, 1e-8, 1e-7, 1e-10
 
@@ -67,7 +67,7 @@ def test_attention_equals_nonconvex(activation, beta, seed):
     # as many heads (per gate) as rank(Z_j*): extra heads make L-BFGS converge sublinearly
     w = fit.weights()
     kw = {"gates": w["G"]} if activation == "gated_relu" else {"m": fit.n_heads}
-    runs = train_attention(X, Y, beta, activation, restarts=2, seed=seed, max_iter=3000,
+    runs = train_attention(X, Y, beta, activation, restarts=2, seed=seed, max_iter=10_000,
                            progress=False, **kw)
     check_fit(fit, runs, X, Y, beta, activation)
 
