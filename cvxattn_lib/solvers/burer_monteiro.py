@@ -50,7 +50,7 @@ def burer_monteiro(head, beta: float, rank: int | None = None, epochs: int = 300
         opt = torch.optim.Adam([U, V], lr=lr)
         sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, epochs * steps_per_epoch)
         perm_gen = torch.Generator(device="cpu").manual_seed(seed + 1)
-        for ep in tqdm(range(epochs), desc=f"Burer-Monteiro {head.kind}", disable=not progress,
+        for _ in tqdm(range(epochs), desc=f"Burer-Monteiro {head.kind}", disable=not progress,
                        leave=False):
             perm = torch.randperm(n, generator=perm_gen).to(dev)
             total = 0.0
@@ -78,7 +78,7 @@ def burer_monteiro(head, beta: float, rank: int | None = None, epochs: int = 300
         prev = np.inf
         for _ in range(max(1, polish_iter // 100)):
             lb.step(closure)
-            cur = float(closure())
+            cur = float(closure().detach())
             history.append((it + lb.state[U].get("n_iter", 0), cur, time.perf_counter() - t0))
             if not np.isfinite(cur) or abs(prev - cur) <= 1e-15 * max(abs(cur), 1.0):
                 break
@@ -88,7 +88,7 @@ def burer_monteiro(head, beta: float, rank: int | None = None, epochs: int = 300
     ev = cert.evaluate(head64, beta, factors=(U, V), batch_size=eval_batch_size, **power)
     with torch.no_grad():
         penalty = 0.5 * float(U.double().square().sum() + V.double().square().sum())
-    p_bm = ev.value - beta * float(cert.compact_svd(U, V)[1].sum()) + beta * penalty
+    p_bm = ev.value - beta * float(cert.compact_svd(U.detach(), V.detach())[1].sum()) + beta * penalty
     bound = max(ev.dual.value / beta - 1.0, 0.0)
     return dict(factors=(U.detach(), V.detach()), evaluation=ev, iterations=it,
                 converged=ev.certificate.rel_gap <= tol, history=history,

@@ -54,8 +54,9 @@ def spectral_norms(head, G: torch.Tensor, batch_size=None, explicit_limit: int =
     u = torch.randn(P, p, 1, generator=gen, dtype=G.dtype).to(G.device)
     w = torch.randn(P, q, 1, generator=gen, dtype=G.dtype).to(G.device)
     u, w = u / u.norm(dim=1, keepdim=True), w / w.norm(dim=1, keepdim=True)
-    sigma_old, change = 0.0, np.inf
-    for it in range(1, power_iter + 1):
+    sigma_old, change, it = 0.0, np.inf, 0
+    while it < power_iter:
+        it += 1
         u.requires_grad_(True)
         w.requires_grad_(True)
         gu = torch.zeros_like(u)
@@ -85,7 +86,7 @@ def compact_svd(U: torch.Tensor, V: torch.Tensor):
     Returns (left (P, p, r), s (P, r), right (P, q, r)) in float64."""
     Qu, Ru = torch.linalg.qr(U.double())
     Qv, Rv = torch.linalg.qr(V.double())
-    A, s, Bt = torch.linalg.svd(Ru @ Rv.transpose(1, 2))
+    A, s, Bt = torch.linalg.svd(Ru @ Rv.transpose(1, 2), full_matrices=False)
     return Qu @ A, s, Qv @ Bt.transpose(1, 2)
 
 
