@@ -9,8 +9,9 @@ from .api import DTYPES, METHODS, HeadFit, fit_head
 from .burer_monteiro import burer_monteiro
 from .certify import DualNorm, compact_svd, evaluate, spectral_norms
 from .fista import fista, svt
-from .heads import HEADS, AttentionHead, ConvexHead, MLPHead, register_head
+from .heads import (HEADS, AttentionHead, ConvexHead, FNOTorchHead, MixerTorchHead, MLPHead,
+                    register_head)
 
 __all__ = ["DTYPES", "METHODS", "HeadFit", "fit_head", "burer_monteiro", "DualNorm", "compact_svd",
            "evaluate", "spectral_norms", "fista", "svt", "HEADS", "AttentionHead", "ConvexHead",
-           "MLPHead", "register_head"]
+           "MLPHead", "MixerTorchHead", "FNOTorchHead", "register_head"]

@@ -14,7 +14,7 @@ from ..nonconvex.training import cpu_threads_for
 from ..runtime import device as pick_device
 from ..validation import choice, positive_int, positive_scalar, seed_value
 from .burer_monteiro import burer_monteiro
-from .certify import compact_svd
+from .certify import compact_svd, to64
 from .fista import fista
 from .heads import HEADS, ConvexHead
 
@@ -66,15 +66,19 @@ class HeadFit:
         """The lifted matrices Z_j (p, q), float64 numpy (formed from the factors for
         Burer–Monteiro: only ask for them when they fit in memory)."""
         if self._Z is not None:
-            Z = self._Z.double()
+            Z = to64(self._Z)
         else:
             U, V = self._factors
-            Z = U.double() @ V.double().transpose(1, 2)
-        return [z for z in Z.cpu().numpy()]
+            Z = to64(U) @ to64(V).transpose(1, 2)
+        Z = Z.cpu().numpy()
+        if not self.head.complex:
+            return list(Z)
+        from ..nonconvex.mixer import self_conjugate
+        return [z.real.copy() if sc else z for z, sc in zip(Z, self_conjugate(self.head.s))]
 
     def _svd(self):
         if self._Z is not None:
-            A, s, Bh = torch.linalg.svd(self._Z.double(), full_matrices=False)
+            A, s, Bh = torch.linalg.svd(to64(self._Z), full_matrices=False)
             return A, s, Bh.transpose(1, 2)
         return compact_svd(*self._factors)
 
@@ -82,7 +86,12 @@ class HeadFit:
         """Non-convex weights reaching :attr:`value`, in the names and shapes of the matching
         ``cal.convex`` fit (``W1``, ``W2`` and ``G`` for gated heads): balanced factors of each
         Z_j, keeping singular values above ``rank_tol`` times the largest (or 1)."""
-        A, s, B = (t.cpu().numpy() for t in self._svd())
+        if self.head.complex:  # per mode, real SVDs at the real (self-conjugate) modes
+            svds = [np.linalg.svd(z, full_matrices=False) for z in self.Z]
+            A, s, B = ([u for u, _, _ in svds], np.stack([sv for _, sv, _ in svds]),
+                       [vh.T for _, _, vh in svds])
+        else:
+            A, s, B = (t.cpu().numpy() for t in self._svd())
         tol = self.rank_tol * max(float(s.max(initial=0.0)), 1.0)
         As, Bs = [], []
         for j in range(s.shape[0]):
@@ -116,10 +125,11 @@ def fit_head(kind: str, X, Y, beta, method: str = "fista", device=None, activati
              gates=None, n_gates=None, seed: int = 0, loss: str = "squared", **options) -> HeadFit:
     """Solve the convex program of a head with torch, on CPU or CUDA, with a float64 certificate.
 
-    ``kind``: a registered head (:data:`cal.solvers.HEADS`: ``'mlp'``, ``'self_attention'``, ...);
-    ``X``, ``Y``, ``activation``, ``gates``, ``n_gates``, ``seed``, ``loss`` as the matching
-    ``cal.convex.fit_*`` (same gates for the same seed); ``activation`` defaults to
-    ``'gated_relu'`` for ``mlp`` and ``'linear'`` for ``self_attention``.
+    ``kind``: a registered head (:data:`cal.solvers.HEADS`: ``'mlp'``, ``'self_attention'``,
+    ``'mixer'``, ``'fno'``); ``X``, ``Y``, ``activation``, ``gates``, ``n_gates``, ``seed``,
+    ``loss`` as the matching ``cal.convex.fit_*`` (same gates for the same seed); ``activation``
+    defaults to ``'gated_relu'`` for ``mlp``, ``'linear'`` for ``self_attention`` and ``mixer``,
+    and for ``fno`` names the mixing (``'circulant'`` default, or ``'spectral'``).
     ``method``: ``'fista'`` (full batch, lifted Z; options ``max_iter``, ``tol`` (certified relative
     gap to stop at, default 1e-6), ``check_every``, ``batch_size`` (evaluation chunks), ``L0``,
     ``shrink``) or ``'burer_monteiro'`` (factors; options ``rank`` (columns per gate, default

@@ -22,8 +22,15 @@ from tqdm.auto import tqdm
 from . import certify as cert
 
 
+def _complex(head, U, V):
+    """Complex heads keep real parameters (..., 2) (L-BFGS needs real tensors)."""
+    if head.complex:
+        return torch.view_as_complex(U), torch.view_as_complex(V)
+    return U, V
+
+
 def _objective(head, U, V, beta, idx, scale):
-    out = head.forward_factored(U, V, idx)
+    out = head.forward_factored(*_complex(head, U, V), idx)
     return scale * head.loss_of(out, idx) + 0.5 * beta * (U.square().sum() + V.square().sum())
 
 
@@ -38,8 +45,9 @@ def burer_monteiro(head, beta: float, rank: int | None = None, epochs: int = 300
     r = min(p, q, 64) if rank is None else rank
     dt, dev = head.Xt.dtype, head.Xt.device
     gen = torch.Generator(device="cpu").manual_seed(seed)
-    U = (torch.randn(P, p, r, generator=gen, dtype=torch.float64) * init_scale / np.sqrt(p))
-    V = (torch.randn(P, q, r, generator=gen, dtype=torch.float64) * init_scale / np.sqrt(q))
+    extra = (2,) if head.complex else ()
+    U = (torch.randn(P, p, r, *extra, generator=gen, dtype=torch.float64) * init_scale / np.sqrt(p))
+    V = (torch.randn(P, q, r, *extra, generator=gen, dtype=torch.float64) * init_scale / np.sqrt(q))
     U = U.to(dev, dt).requires_grad_(True)
     V = V.to(dev, dt).requires_grad_(True)
     n = head.n
@@ -85,12 +93,13 @@ def burer_monteiro(head, beta: float, rank: int | None = None, epochs: int = 300
             prev = cur
         it += lb.state[U].get("n_iter", 0)
     head64 = head64 or (head if dt == torch.float64 else head.with_dtype(torch.float64))
+    U, V = _complex(head, U.detach(), V.detach())
     ev = cert.evaluate(head64, beta, factors=(U, V), batch_size=eval_batch_size, **power)
     with torch.no_grad():
-        penalty = 0.5 * float(U.double().square().sum() + V.double().square().sum())
-    p_bm = ev.value - beta * float(cert.compact_svd(U.detach(), V.detach())[1].sum()) + beta * penalty
+        penalty = 0.5 * float(cert.to64(U).abs().square().sum() + cert.to64(V).abs().square().sum())
+    p_bm = ev.value - beta * float(cert.compact_svd(U, V)[1].sum()) + beta * penalty
     bound = max(ev.dual.value / beta - 1.0, 0.0)
-    return dict(factors=(U.detach(), V.detach()), evaluation=ev, iterations=it,
+    return dict(factors=(U, V), evaluation=ev, iterations=it,
                 converged=ev.certificate.rel_gap <= tol, history=history,
                 wall_time=time.perf_counter() - t0,
                 info={"rank": r, "factored_value": p_bm, "stationary_bound": bound})

@@ -47,7 +47,7 @@ def spectral_norms(head, G: torch.Tensor, batch_size=None, explicit_limit: int =
                    power_iter: int = 500, power_tol: float = 1e-9, seed: int = 0) -> DualNorm:
     r""":math:`\max_j\|\mathcal{A}_j^*(G)\|_2` for G in the rows of ``head.forward`` (see module)."""
     P, p, q = head.shape
-    if P * p * q <= explicit_limit:
+    if P * p * q <= explicit_limit or head.complex:  # complex heads (spectral FNO) are small
         M = head.adjoint(G, batch_size)
         return DualNorm(float(torch.linalg.matrix_norm(M, ord=2).max()), "svd")
     gen = torch.Generator(device="cpu").manual_seed(seed)
@@ -81,11 +81,16 @@ def spectral_norms(head, G: torch.Tensor, batch_size=None, explicit_limit: int =
     return DualNorm(sigma, "power", it, change)
 
 
+def to64(t: torch.Tensor) -> torch.Tensor:
+    """float64 (complex128 for complex tensors)."""
+    return t.to(torch.complex128 if t.is_complex() else torch.float64)
+
+
 def compact_svd(U: torch.Tensor, V: torch.Tensor):
     """Per gate, the SVD of U_j V_j^T without forming it: QR of both factors, SVD of the r x r core.
     Returns (left (P, p, r), s (P, r), right (P, q, r)) in float64."""
-    Qu, Ru = torch.linalg.qr(U.double())
-    Qv, Rv = torch.linalg.qr(V.double())
+    Qu, Ru = torch.linalg.qr(to64(U))
+    Qv, Rv = torch.linalg.qr(to64(V))
     A, s, Bt = torch.linalg.svd(Ru @ Rv.transpose(1, 2), full_matrices=False)
     return Qu @ A, s, Qv @ Bt.transpose(1, 2)
 
@@ -104,11 +109,11 @@ def evaluate(head64, beta: float, Z=None, factors=None, batch_size=None, **power
     """Objective :math:`L(\\mathcal{A}(Z))+\\beta\\sum_j\\|Z_j\\|_*` and the weak-duality certificate,
     for ``Z`` (P, p, q) or ``factors=(U, V)``, with a float64 head."""
     if factors is not None:
-        U, V = (f.detach().to(head64.Xt.device, torch.float64) for f in factors)
+        U, V = (to64(f.detach().to(head64.Xt.device)) for f in factors)
         nuc = float(compact_svd(U, V)[1].sum())
         pred = head64.predict(None, batch_size, factors=(U, V))
     else:
-        Z = Z.detach().to(head64.Xt.device, torch.float64)
+        Z = to64(Z.detach().to(head64.Xt.device))
         nuc = float(torch.linalg.matrix_norm(Z, ord="nuc").sum())
         pred = head64.predict(Z, batch_size)
     Y = head64.Y_rows()

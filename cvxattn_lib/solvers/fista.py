@@ -30,6 +30,11 @@ def svt(Z: torch.Tensor, tau: float) -> torch.Tensor:
     return (U * torch.clamp(s - tau, min=0.0)[:, None, :]) @ Vh
 
 
+def dot(a: torch.Tensor, b: torch.Tensor) -> float:
+    """Real inner product Re sum conj(a) b (the one autograd's complex gradients use)."""
+    return float((a.conj() * b).real.sum()) if a.is_complex() else float((a * b).sum())
+
+
 class _Autograd:
     """f = L(A(Z)) and its gradient by autograd over sample batches (any loss)."""
 
@@ -107,16 +112,17 @@ def fista(head, beta: float, max_iter: int = 20000, tol: float = 1e-6, check_eve
     """
     t0 = time.perf_counter()
     head64 = head64 or (head if head.Xt.dtype == torch.float64 else head.with_dtype(torch.float64))
-    dt, dev = head.Xt.dtype, head.Xt.device
+    dev = head.Xt.device
     P, p, q = head.shape
     c = head.targets(slice(0, 1)).shape[-1]
     if gram == "auto":
-        gram = head.loss == "squared" and P * p * q // c <= 4096
+        gram = head.loss == "squared" and not head.complex and P * p * q // c <= 4096
     if gram and head.loss != "squared":
         raise ValueError("gram=True needs loss='squared' (the Gram form is the quadratic loss); "
                          "use gram=False or 'auto' for cross-entropy")
     smooth = _Quadratic(head, batch_size) if gram else _Autograd(head, batch_size)
-    Z = torch.zeros(head.shape, dtype=dt, device=dev) if Z0 is None else Z0.to(dev, dt).clone()
+    zd = head.zdtype()
+    Z = torch.zeros(head.shape, dtype=zd, device=dev) if Z0 is None else Z0.to(dev, zd).clone()
     Yk, tk, L = Z.clone(), 1.0, float(L0)
     history, converged, restarts, gap = [], False, 0, np.inf
     bar = tqdm(range(1, max_iter + 1), desc=f"FISTA {head.kind}", disable=not progress, leave=False)
@@ -126,15 +132,15 @@ def fista(head, beta: float, max_iter: int = 20000, tol: float = 1e-6, check_eve
         while True:
             Zn = svt(Yk - gy / L, beta / L)
             D = Zn - Yk
-            dd = float((D * D).sum())
+            dd = dot(D, D)
             if smooth.quadratic:
                 ok = smooth.curvature(D) <= L * dd * (1 + 1e-12)
             else:
-                ok = smooth.f(Zn) <= fy + float((gy * D).sum()) + 0.5 * L * dd + 1e-13 * max(abs(fy), 1.0)
+                ok = smooth.f(Zn) <= fy + dot(gy, D) + 0.5 * L * dd + 1e-13 * max(abs(fy), 1.0)
             if ok or dd == 0:
                 break
             L *= 2.0
-        momentum = float(((Yk - Zn) * (Zn - Z)).sum()) <= 0  # adaptive restart otherwise
+        momentum = dot(Yk - Zn, Zn - Z) <= 0  # adaptive restart otherwise
         restarts += not momentum
         tk = tk if momentum else 1.0
         t_next = 0.5 * (1 + np.sqrt(1 + 4 * tk * tk))

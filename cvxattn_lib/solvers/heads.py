@@ -47,6 +47,14 @@ class ConvexHead(nn.Module):
     kind = "?"
     ACTIVATIONS: tuple = ()
     DEFAULT_ACTIVATION = ""
+    complex = False  # complex lifted matrices (the spectral FNO head)
+
+    def zdtype(self, dtype: torch.dtype | None = None) -> torch.dtype:
+        """The dtype of Z for data in ``dtype`` (the head's): its complex counterpart if complex."""
+        dtype = dtype or self.Xt.dtype
+        if not self.complex:
+            return dtype
+        return torch.complex128 if dtype == torch.float64 else torch.complex64
 
     # -- to implement ----------------------------------------------------------------------
     @classmethod
@@ -107,8 +115,9 @@ class ConvexHead(nn.Module):
 
     def adjoint(self, V: torch.Tensor, batch_size: int | None = None) -> torch.Tensor:
         r""":math:`\mathcal{A}^*(V)` (P, p, q) for V in the rows of :meth:`forward` (all samples)."""
-        Z0 = torch.zeros(self.shape, dtype=V.dtype, device=V.device, requires_grad=True)
-        out = torch.zeros(self.shape, dtype=V.dtype, device=V.device)
+        zd = self.zdtype(V.dtype)
+        Z0 = torch.zeros(self.shape, dtype=zd, device=V.device, requires_grad=True)
+        out = torch.zeros(self.shape, dtype=zd, device=V.device)
         rows = 0
         for idx in self.batches(batch_size):
             A = self.forward(Z0, idx)
@@ -318,3 +327,171 @@ class AttentionHead(ConvexHead):
             out["G"] = np.concatenate([np.repeat(self.G[[j]], a.shape[1], axis=0)
                                        for j, a in enumerate(A)])
         return out
+
+
+def _token_Y(X, Y, loss):
+    """Token targets (n, s, c) for the squared loss, labels (n,) for cross-entropy, and c."""
+    n, s, _ = X.shape
+    if loss == "squared":
+        Y = as_float_array("Y", Y, (2, 3))
+        Y = Y[:, :, None] if Y.ndim == 2 else Y
+        if Y.shape[:2] != (n, s):
+            raise ValueError(f"Y must have shape ({n}, {s}, c) (token-level targets matching X's "
+                             f"samples and tokens), got {Y.shape}")
+        return Y, Y.shape[2]
+    return targets(Y, n, loss)
+
+
+class _TokenHead(ConvexHead):
+    """Shared by the token-mixing heads: X (n, s, d), token rows or mean-pooled logits."""
+
+    def _setup(self, X, Y, G, activation, loss, c, device, dtype, shape):
+        self.activation, self.loss = activation, loss
+        self._np = (X, Y, G, c)
+        self.n, self.s, self.d = X.shape
+        self.c, self.G, self.shape = c, G, shape
+        self.Xt = torch.as_tensor(X, dtype=dtype, device=device)
+        ydtype = torch.int64 if loss == "cross_entropy" else dtype
+        self.Yt = torch.as_tensor(Y, dtype=ydtype, device=device)
+
+    def with_dtype(self, dtype):
+        X, Y, G, c = self._np
+        return type(self)(X, Y, G, self.activation, self.loss, c, self.Xt.device, dtype)
+
+    def _out(self, out):
+        return out.mean(dim=1) if self.loss == "cross_entropy" else out.reshape(-1, self.c)
+
+
+@register_head("mixer")
+class MixerTorchHead(_TokenHead):
+    r"""MLP-Mixer token mixing (``cal.convex.fit_mixer``): Z (P, s^2, d c),
+    :math:`f(X)[t,b]=\sum_{u,a}M[t,a]X[u,a]Z[ts+u,ac+b]` (M all ones for linear, else the gate's
+    mask :math:`1\{H_jX\ge0\}`).  Factored: :math:`\sum_h(M\odot A_hX)B_h` with
+    :math:`A_h=U[:,h]` reshaped (s, s), :math:`B_h=V[:,h]` reshaped (d, c).  Weights ``A``, ``B``, ``G``."""
+
+    ACTIVATIONS = ("linear", "gated_relu")
+    DEFAULT_ACTIVATION = "linear"
+
+    def __init__(self, X, Y, gates, activation, loss, c, device, dtype):
+        super().__init__()
+        n, s, d = X.shape
+        P = 1 if activation == "linear" else gates.shape[0]
+        self._setup(X, Y, gates, activation, loss, c, device, dtype, (P, s * s, d * c))
+        from ..convex.mixer import mixer_masks
+        self.Mt = None if activation == "linear" else torch.as_tensor(mixer_masks(X, gates),
+                                                                      device=device)
+
+    @classmethod
+    def build(cls, X, Y, activation, gates, n_gates, seed, loss, device, dtype):
+        from ..convex.mixer import mixer_gates
+        X = as_float_array("X", X, 3)
+        activation = choice("activation", activation, cls.ACTIVATIONS)
+        Y, c = _token_Y(X, Y, loss)
+        s, d = X.shape[1:]
+        G = np.zeros((0, s, s)) if activation == "linear" else mixer_gates(s, gates, n_gates, seed)
+        if G.shape[0] == 0 and activation != "linear":
+            raise ValueError("gates must hold at least one (s, s) gate, got shape (0, s, s)")
+        return cls(X, Y, G, activation, loss, c, device, dtype)
+
+    def _mask(self, i, dtype, b):
+        if self.Mt is None:
+            return torch.ones(1, b, self.s, self.d, dtype=dtype, device=self.Xt.device)
+        return self.Mt[:, i].to(dtype)
+
+    def forward(self, Z, idx=None):
+        i = _idx(idx)
+        X = self.Xt[i].to(Z.dtype)
+        P, s, d, c = self.shape[0], self.s, self.d, self.c
+        M = self._mask(i, Z.dtype, X.shape[0])
+        out = torch.einsum("pnta,nua,ptuab->ntb", M, X, Z.reshape(P, s, s, d, c))
+        return self._out(out)
+
+    def design(self, idx=None):
+        i = _idx(idx)
+        X = self.Xt[i]
+        s = self.s
+        M = self._mask(i, X.dtype, X.shape[0])
+        eye = torch.eye(s, dtype=X.dtype, device=X.device)
+        return torch.einsum("tq,pnta,nua->pntqua", eye, M, X).reshape(self.shape[0], -1, s * s * self.d)
+
+    def forward_factored(self, U, V, idx=None):
+        i = _idx(idx)
+        X = self.Xt[i].to(U.dtype)
+        P, s, d, c = self.shape[0], self.s, self.d, self.c
+        A = U.permute(0, 2, 1).reshape(P, -1, s, s)
+        B = V.permute(0, 2, 1).reshape(P, -1, d, c)
+        AX = torch.einsum("prtu,nua->pnrta", A, X) * self._mask(i, U.dtype, X.shape[0])[:, :, None]
+        return self._out(torch.einsum("pnrta,prab->ntb", AX, B))
+
+    def weights_from_factors(self, A, B):
+        s, d, c = self.s, self.d, self.c
+        out = {"A": np.concatenate([a.T.reshape(-1, s, s) for a in A]),
+               "B": np.concatenate([b.reshape(-1, d, c) for b in B])}
+        if self.activation == "gated_relu":
+            out["G"] = np.concatenate([np.repeat(self.G[[j]], a.shape[1], axis=0)
+                                       for j, a in enumerate(A)])
+        return out
+
+
+@register_head("fno")
+class FNOTorchHead(_TokenHead):
+    r"""FNO token mixing (``cal.convex.fit_fno``); ``activation`` names the mixing.
+
+    * ``'circulant'``: Z (1, s, d c), :math:`f(X)=\mathrm{irfft}(\hat X\,\mathrm{rfft}(Z))` (one
+      nuclear norm; weights ``k`` (m, s), ``B`` (m, d, c));
+    * ``'spectral'``: complex Z (K, d, c), the channel map :math:`R_w` of each rfft mode,
+      :math:`f(X)=\mathrm{irfft}_w(\hat X[w]R_w)`, regulariser :math:`\beta\sum_w\|R_w\|_*` (each
+      rfft mode once; the Parseval multiplicities are in the irfft), real at the self-conjugate
+      modes (their imaginary part never reaches the output, so the solvers keep it at zero);
+      weights complex ``W1`` (K, d, m), ``W2`` (K, m, c).
+    """
+
+    ACTIVATIONS = ("circulant", "spectral")
+    DEFAULT_ACTIVATION = "circulant"
+
+    def __init__(self, X, Y, gates, activation, loss, c, device, dtype):
+        super().__init__()
+        n, s, d = X.shape
+        shape = (1, s, d * c) if activation == "circulant" else (s // 2 + 1, d, c)
+        self._setup(X, Y, gates, activation, loss, c, device, dtype, shape)
+        self.complex = activation == "spectral"
+
+    @classmethod
+    def build(cls, X, Y, activation, gates, n_gates, seed, loss, device, dtype):
+        X = as_float_array("X", X, 3)
+        activation = choice("activation (the FNO mixing)", activation, cls.ACTIVATIONS)
+        if gates is not None or n_gates is not None:
+            raise ValueError("FNO heads have no gates; leave gates and n_gates as None")
+        Y, c = _token_Y(X, Y, loss)
+        return cls(X, Y, None, activation, loss, c, device, dtype)
+
+    def forward(self, Z, idx=None):
+        i = _idx(idx)
+        real = Z.real.dtype if Z.is_complex() else Z.dtype
+        Xh = torch.fft.rfft(self.Xt[i].to(real), dim=1)  # (b, K, d)
+        if self.activation == "circulant":
+            R = torch.fft.rfft(Z[0].reshape(self.s, self.d, self.c), dim=0)
+        else:
+            R = Z
+        out = torch.fft.irfft(torch.einsum("nwa,wab->nwb", Xh, R.to(Xh.dtype)), n=self.s, dim=1)
+        return self._out(out)
+
+    def design(self, idx=None):
+        if self.activation != "circulant":
+            raise NotImplementedError("the spectral head has no real design; use gram=False")
+        i = _idx(idx)
+        X = self.Xt[i]
+        s = self.s
+        roll = (torch.arange(s)[:, None] - torch.arange(s)[None, :]) % s
+        return X[:, roll.to(X.device), :].reshape(1, -1, s * self.d)
+
+    def weights_from_factors(self, A, B):
+        d, c = self.d, self.c
+        if self.activation == "circulant":
+            return {"k": A[0].T.copy(), "B": B[0].reshape(-1, d, c)}
+        m = max(1, max(a.shape[1] for a in A))
+        W1 = np.zeros((len(A), d, m), complex)
+        W2 = np.zeros((len(A), m, c), complex)
+        for w, (a, b) in enumerate(zip(A, B)):
+            W1[w, :, :a.shape[1]], W2[w, :a.shape[1]] = a, b
+        return {"W1": W1, "W2": W2}
