@@ -185,12 +185,12 @@ def _ratio(r, ft, timeout):
 
 def scaling(args, device):
     gpu = device.type == "cuda" and not args.quick  # the short GPU run: < 5 min in all
-    timeout = args.cvxpy_timeout or (120.0 if args.quick else 60.0 if gpu else 600.0)
+    timeout = args.cvxpy_timeout or (60.0 if args.quick or gpu else 600.0)
     if gpu:
         grid = [(200, 8, 4, 4), (1000, 8, 4, 4), (1000, 16, 8, 10), (10000, 16, 8, 10),
                 (50000, 16, 8, 10)]
     elif args.quick:
-        grid = [(50, 8, 4, 4), (200, 8, 4, 4), (1000, 8, 4, 4), (1000, 16, 8, 10)]
+        grid = [(50, 8, 4, 4), (200, 8, 4, 4), (1000, 8, 4, 4), (10, 16, 8, 10), (1000, 16, 8, 10)]
     else:
         grid = [(50, 8, 4, 4), (200, 8, 4, 4), (1000, 8, 4, 4), (4000, 8, 4, 4), (20, 16, 8, 10),
                 (1000, 16, 8, 10), (10000, 16, 8, 10)]

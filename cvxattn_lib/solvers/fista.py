@@ -16,6 +16,7 @@ r"""Accelerated proximal gradient (FISTA) for :math:`\min_Z f(Z)+\beta\sum_j\|Z_
 from __future__ import annotations
 
 import time
+from contextlib import contextmanager
 
 import numpy as np
 import torch
@@ -24,20 +25,24 @@ from tqdm.auto import tqdm
 from . import certify as cert
 
 
-def svt(Z: torch.Tensor, tau: float) -> torch.Tensor:
-    """Singular-value soft-thresholding of each Z_j (P, p, q) at ``tau``.
-
-    Small CPU SVDs run on one thread: LAPACK's threading costs 30x more than the arithmetic for a
-    64 x 80 matrix on a busy 2-core machine (70 ms against 2 ms)."""
-    small = Z.device.type == "cpu" and Z[0].numel() <= 2**16
+@contextmanager
+def one_thread(on: bool):
+    """Run small CPU linear algebra on one thread: threading costs 30x more than the arithmetic for
+    a 64 x 80 SVD or a 512 x 512 product on a busy 2-core machine (70 ms against 2 ms)."""
     before = torch.get_num_threads()
-    if small:
+    if on:
         torch.set_num_threads(1)
     try:
-        U, s, Vh = torch.linalg.svd(Z, full_matrices=False)
+        yield
     finally:
-        if small:
+        if on:
             torch.set_num_threads(before)
+
+
+def svt(Z: torch.Tensor, tau: float) -> torch.Tensor:
+    """Singular-value soft-thresholding of each Z_j (P, p, q) at ``tau``."""
+    with one_thread(Z.device.type == "cpu" and Z[0].numel() <= 2**16):
+        U, s, Vh = torch.linalg.svd(Z, full_matrices=False)
     return (U * torch.clamp(s - tau, min=0.0)[:, None, :]) @ Vh
 
 
@@ -138,39 +143,41 @@ def fista(head, beta: float, max_iter: int = 20000, tol: float = 1e-6, check_eve
     history, converged, restarts, gap = [], False, 0, np.inf
     bar = tqdm(range(1, max_iter + 1), desc=f"FISTA {head.kind}", disable=not progress, leave=False)
     it = 0
-    for it in bar:
-        fy, gy = smooth.f_grad(Yk)
-        while True:
-            Zn = svt(Yk - gy / L, beta / L)
-            D = Zn - Yk
-            dd = dot(D, D)
-            if smooth.quadratic:
-                ok = smooth.curvature(D) <= L * dd * (1 + 1e-12)
-            else:
-                ok = smooth.f(Zn) <= fy + dot(gy, D) + 0.5 * L * dd + 1e-13 * max(abs(fy), 1.0)
-            if ok or dd == 0:
-                break
-            L *= 2.0
-        momentum = dot(Yk - Zn, Zn - Z) <= 0  # adaptive restart otherwise
-        restarts += not momentum
-        tk = tk if momentum else 1.0
-        t_next = 0.5 * (1 + np.sqrt(1 + 4 * tk * tk))
-        Yk = Zn + ((tk - 1) / t_next) * (Zn - Z) if momentum else Zn.clone()
-        Z, tk = Zn, t_next
-        L *= shrink
-        if it % check_every == 0 or it == max_iter:
-            if smooth.quadratic:
-                fz, gz = smooth.f_grad(Z)
-                gap = smooth.rel_gap(Z, gz, beta)
-                value = fz + beta * float(torch.linalg.matrix_norm(Z, ord="nuc").sum())
-            else:
-                ev = cert.evaluate(head64, beta, Z=Z, batch_size=batch_size, **power)
-                gap, value = ev.certificate.rel_gap, ev.value
-            history.append((it, value, gap, time.perf_counter() - t0))
-            bar.set_postfix(value=f"{value:.6g}", rel_gap=f"{gap:.1e}")
-            if gap <= tol:
-                converged = True
-                break
+    small = dev.type == "cpu" and smooth.quadratic and Z.numel() <= 2**20
+    with one_thread(small):  # Gram iterations never touch the data: small matrices only
+        for it in bar:
+            fy, gy = smooth.f_grad(Yk)
+            while True:
+                Zn = svt(Yk - gy / L, beta / L)
+                D = Zn - Yk
+                dd = dot(D, D)
+                if smooth.quadratic:
+                    ok = smooth.curvature(D) <= L * dd * (1 + 1e-12)
+                else:
+                    ok = smooth.f(Zn) <= fy + dot(gy, D) + 0.5 * L * dd + 1e-13 * max(abs(fy), 1.0)
+                if ok or dd == 0:
+                    break
+                L *= 2.0
+            momentum = dot(Yk - Zn, Zn - Z) <= 0  # adaptive restart otherwise
+            restarts += not momentum
+            tk = tk if momentum else 1.0
+            t_next = 0.5 * (1 + np.sqrt(1 + 4 * tk * tk))
+            Yk = Zn + ((tk - 1) / t_next) * (Zn - Z) if momentum else Zn.clone()
+            Z, tk = Zn, t_next
+            L *= shrink
+            if it % check_every == 0 or it == max_iter:
+                if smooth.quadratic:
+                    fz, gz = smooth.f_grad(Z)
+                    gap = smooth.rel_gap(Z, gz, beta)
+                    value = fz + beta * float(torch.linalg.matrix_norm(Z, ord="nuc").sum())
+                else:
+                    ev = cert.evaluate(head64, beta, Z=Z, batch_size=batch_size, **power)
+                    gap, value = ev.certificate.rel_gap, ev.value
+                history.append((it, value, gap, time.perf_counter() - t0))
+                bar.set_postfix(value=f"{value:.6g}", rel_gap=f"{gap:.1e}")
+                if gap <= tol:
+                    converged = True
+                    break
     ev = cert.evaluate(head64, beta, Z=Z, batch_size=batch_size, **power)
     converged = converged and ev.certificate.rel_gap <= max(tol, 1e-12)
     return dict(Zt=Z, evaluation=ev, iterations=it, converged=converged, history=history,

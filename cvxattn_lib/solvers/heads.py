@@ -198,7 +198,9 @@ class MLPHead(ConvexHead):
 
     def forward(self, Z, idx=None):
         i = _idx(idx)
-        return torch.einsum("np,nd,pdc->nc", self.Dt[i].to(Z.dtype), self.Xt[i].to(Z.dtype), Z)
+        P, d, c = self.shape
+        XZ = (self.Xt[i].to(Z.dtype) @ Z.permute(1, 0, 2).reshape(d, P * c)).reshape(-1, P, c)
+        return (XZ * self.Dt[i, :, None].to(Z.dtype)).sum(dim=1)
 
     def design(self, idx=None):
         i = _idx(idx)
@@ -402,8 +404,12 @@ class MixerTorchHead(_TokenHead):
         i = _idx(idx)
         X = self.Xt[i].to(Z.dtype)
         P, s, d, c = self.shape[0], self.s, self.d, self.c
-        M = self._mask(i, Z.dtype, X.shape[0])
-        out = torch.einsum("pnta,nua,ptuab->ntb", M, X, Z.reshape(P, s, s, d, c))
+        Zt = Z.reshape(P, s, s * d, c)  # [p, t, (u, a), b]
+        if self.Mt is None:  # one (s d, c) matrix per output token t
+            out = torch.einsum("nk,tkb->ntb", X.reshape(X.shape[0], s * d), Zt[0])
+        else:
+            MX = torch.einsum("pnta,nua->pntua", self.Mt[:, i].to(Z.dtype), X)
+            out = torch.einsum("pntk,ptkb->ntb", MX.reshape(P, X.shape[0], s, s * d), Zt)
         return self._out(out)
 
     def design(self, idx=None):
