@@ -228,6 +228,7 @@ def test_max_iter_reached_warns_with_what_to_try():
     (dict(X=np.full((4, 3, 2), np.nan)), ValueError, "X"),
     (dict(rank=2), TypeError, "rank"),  # a Burer-Monteiro option given to FISTA
     (dict(dtype="float16"), ValueError, "dtype"),
+    (dict(dtype="bfloat16"), ValueError, "burer_monteiro"),
     (dict(max_iter=0), ValueError, "max_iter"),
     (dict(gates=np.zeros((2, 3, 3)), activation="gated_relu"), ValueError, "gates"),
     (dict(seed=-1), ValueError, "seed"),

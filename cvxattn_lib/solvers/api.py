@@ -149,6 +149,9 @@ def fit_head(kind: str, X, Y, beta, method: str = "fista", device=None, activati
     _options(fn, options, method)
     dtype_name = options.pop("dtype", "float64")
     dtype = DTYPES[choice("dtype", dtype_name, tuple(DTYPES))]
+    if method == "fista" and dtype == torch.bfloat16:
+        raise ValueError("dtype='bfloat16' is for method='burer_monteiro' (FISTA needs SVDs, which "
+                         "torch has in float32/float64 only); use dtype='float32' with FISTA")
     cls = HEADS[kind]
     activation = cls.DEFAULT_ACTIVATION if activation is None else activation
     head = cls.build(X, Y, activation, gates, n_gates, seed, loss, dev, dtype)
