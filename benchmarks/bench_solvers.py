@@ -14,7 +14,7 @@
    its Burer-Monteiro factors U V^T with r columns per gate) against its non-convex twin
    (``cal.nonconvex``) with the same number of heads, at equal batch size, float32.
 
-    python benchmarks/bench_solvers.py --quick            # ~3 min on 2 CPU cores
+    python benchmarks/bench_solvers.py --quick            # ~6 min on 2 CPU cores
     python benchmarks/bench_solvers.py                    # larger grid, longer CVXPY limits
     python benchmarks/bench_solvers.py --device cuda      # GPU: CVXPY limited to 60 s, < 5 min
 """

@@ -270,3 +270,44 @@ def test_registry_plugs_in_a_new_head():
         assert abs(a.value - b.value) <= 1e-7 * b.value
     finally:
         cal.solvers.HEADS.pop("scaled_mlp_test")
+
+
+def test_matrix_free_certificate_agrees_with_the_svd_one():
+    """The certificate with power iteration (never forming A*(G)) matches the exact one."""
+    X, Y = attention_problem(7)
+    fit = cal.convex.fit_self_attention(X, Y, 0.3, activation="gated_relu", n_gates=2)
+    kw = dict(activation="gated_relu", n_gates=2, tol=1e-7, progress=False)
+    exact = cal.solvers.fit_head("self_attention", X, Y, 0.3, **kw)
+    free = cal.solvers.fit_head("self_attention", X, Y, 0.3, explicit_limit=0, power_tol=1e-12,
+                                power_iter=5000, **kw)
+    assert exact.info["dual_method"] == "svd" and free.info["dual_method"] == "power"
+    assert abs(free.dual_norm - exact.dual_norm) <= 1e-6 * exact.dual_norm
+    assert free.lower_bound <= fit.value * (1 + BELOW)
+    assert abs(free.value - fit.value) <= MATCH * fit.value
+
+
+def test_float32_fista_keeps_a_float64_certificate():
+    X, Y = attention_problem(8)
+    fit = cal.convex.fit_self_attention(X, Y, 0.3)
+    with warnings.catch_warnings():  # float32 may stop short of tol: the certificate says how far
+        warnings.simplefilter("ignore", RuntimeWarning)
+        res = cal.solvers.fit_head("self_attention", X, Y, 0.3, dtype="float32", max_iter=3000,
+                                   tol=1e-5, progress=False)
+    assert res.dtype == "float32" and res.head.Xt.dtype == torch.float64
+    assert res.lower_bound <= fit.value * (1 + BELOW)
+    assert abs(res.value - fit.value) <= 1e-4 * fit.value
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+@pytest.mark.parametrize("activation", ["linear", "gated_relu"])
+def test_cuda_reaches_the_cpu_optimum(activation):
+    X, Y = attention_problem(9)
+    kw = dict(activation=activation, n_gates=2, tol=1e-8, progress=False)
+    cpu = cal.solvers.fit_head("self_attention", X, Y, 0.3, device="cpu", **kw)
+    gpu = cal.solvers.fit_head("self_attention", X, Y, 0.3, device="cuda", **kw)
+    assert gpu.device.startswith("cuda")
+    assert abs(gpu.value - cpu.value) <= 1e-7 * cpu.value
+    bm = cal.solvers.fit_head("self_attention", X, Y, 0.3, method="burer_monteiro", device="cuda",
+                              dtype="float32", activation=activation, n_gates=2, rank=6,
+                              epochs=100, batch_size=4, polish_iter=500, progress=False)
+    assert bm.lower_bound <= cpu.value * (1 + 1e-8)  # float64 certificate of a float32 run

@@ -114,7 +114,7 @@ def _options(fn, options: dict, method: str):
     params = inspect.signature(fn).parameters.values()
     allowed = [p.name for p in params if p.kind is p.POSITIONAL_OR_KEYWORD
                and p.name not in ("head", "beta", "head64", "seed")]
-    allowed += ["power_iter", "power_tol", "explicit_limit", "dtype"]
+    allowed += ["power_iter", "power_tol", "block", "explicit_limit", "dtype"]
     bad = sorted(set(options) - set(allowed))
     if bad:
         raise TypeError(f"unknown option(s) {', '.join(map(repr, bad))} for method={method!r}; "
@@ -136,7 +136,7 @@ def fit_head(kind: str, X, Y, beta, method: str = "fista", device=None, activati
     min(p, q, 64)), ``epochs``, ``batch_size``, ``lr``, ``polish_iter``, ``init_scale``, ``tol``,
     ``eval_batch_size``).  Both: ``dtype`` (``'float64'`` default; ``'float32'``/``'bfloat16'``
     for training on a GPU, the certificate is always float64), ``progress``, ``power_iter``,
-    ``power_tol``, ``explicit_limit`` (spectral norms by SVD up to this many entries, else power
+    ``power_tol``, ``block``, ``explicit_limit`` (spectral norms by SVD up to this many entries, else power
     iteration).  ``device``: ``'cpu'``, ``'cuda'``, ... (default: CUDA when available).
     """
     kind = choice("kind", kind, tuple(HEADS))

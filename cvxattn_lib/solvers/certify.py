@@ -11,10 +11,12 @@ For a primal point Z (or its factors U V^T) with prediction :math:`\hat U=\mathc
   :math:`(p-p^\star)/p^\star\le(s/\beta-1)_+`, since :math:`\nabla_Z F=\mathcal{A}^*(G)`.
 
 The spectral norms are exact (batched SVD of the explicit :math:`\mathcal{A}_j^*(G)`) when that
-tensor has at most ``explicit_limit`` entries, else computed matrix-free by power iteration on
-:math:`\begin{psmallmatrix}0&M\\M^\top&0\end{psmallmatrix}`, applying :math:`M=\mathcal{A}_j^*(G)` through
-the rank-one forward :math:`w\mapsto\nabla_u\langle G,\mathcal{A}(uw^\top)\rangle` (autograd), never
-forming Z or M.  Power iteration approaches :math:`\|M\|_2` from below, so the matrix-free lower bound
+tensor has at most ``explicit_limit`` entries, else matrix-free by block power (subspace)
+iteration with Rayleigh-Ritz (``block`` vectors: at the optimum the top singular values of the
+dual matrix cluster at beta, where one vector converges slowly), applying
+:math:`M=\mathcal{A}_j^*(G)` through the low-rank forward: with :math:`u, w` of k columns,
+:math:`\nabla_u\langle G,\mathcal{A}(uw^\top)\rangle=Mw` and :math:`\nabla_w=M^\top u` (autograd),
+never forming Z or M.  Power iteration approaches :math:`\|M\|_2` from below, so the matrix-free lower bound
 is certified up to the iteration's relative accuracy ``power_tol`` (reported as ``power_rel_change``).
 Training may run in float32/bf16: the factors are cast to float64 and the certificate recomputed
 from the float64 data (the bound then holds for the float64 point, which is what is returned).
@@ -44,17 +46,18 @@ class DualNorm:
 
 
 def spectral_norms(head, G: torch.Tensor, batch_size=None, explicit_limit: int = EXPLICIT_LIMIT,
-                   power_iter: int = 500, power_tol: float = 1e-9, seed: int = 0) -> DualNorm:
+                   power_iter: int = 500, power_tol: float = 1e-9, block: int = 8,
+                   seed: int = 0) -> DualNorm:
     r""":math:`\max_j\|\mathcal{A}_j^*(G)\|_2` for G in the rows of ``head.forward`` (see module)."""
     P, p, q = head.shape
     if P * p * q <= explicit_limit or head.complex:  # complex heads (spectral FNO) are small
         M = head.adjoint(G, batch_size)
         return DualNorm(float(torch.linalg.matrix_norm(M, ord=2).max()), "svd")
+    k = min(block, p, q)
     gen = torch.Generator(device="cpu").manual_seed(seed)
-    u = torch.randn(P, p, 1, generator=gen, dtype=G.dtype).to(G.device)
-    w = torch.randn(P, q, 1, generator=gen, dtype=G.dtype).to(G.device)
-    u, w = u / u.norm(dim=1, keepdim=True), w / w.norm(dim=1, keepdim=True)
-    sigma_old, change, it = 0.0, np.inf, 0
+    u = torch.linalg.qr(torch.randn(P, p, k, generator=gen, dtype=G.dtype))[0].to(G.device)
+    w = torch.linalg.qr(torch.randn(P, q, k, generator=gen, dtype=G.dtype))[0].to(G.device)
+    sigma_old, sigma, change, it = 0.0, 0.0, np.inf, 0
     while it < power_iter:
         it += 1
         u.requires_grad_(True)
@@ -63,17 +66,18 @@ def spectral_norms(head, G: torch.Tensor, batch_size=None, explicit_limit: int =
         gw = torch.zeros_like(w)
         rows = 0
         for idx in head.batches(batch_size):
-            out = head.forward_factored(u, w, idx)
+            out = head.forward_factored(u, w, idx)  # A(u w^T): <G, A(u w^T)> = tr(u^T M w)
             Gb = G[rows:rows + out.shape[0]]
             rows += out.shape[0]
             a, b = torch.autograd.grad((out * Gb).sum(), (u, w))
             gu += a  # M_j w_j
             gw += b  # M_j^T u_j
         with torch.no_grad():
-            sig = torch.maximum(gu.norm(dim=1), gw.norm(dim=1)).squeeze(-1)  # lower estimates
-            sigma = float(sig.max())
-            u = gu / gu.norm(dim=1, keepdim=True).clamp_min(1e-300)
-            w = gw / gw.norm(dim=1, keepdim=True).clamp_min(1e-300)
+            # Rayleigh-Ritz: the singular values of u^T M w (orthonormal u, w) are <= those of M
+            ritz = torch.linalg.matrix_norm(u.transpose(1, 2) @ gu, ord=2)
+            sigma = float(ritz.max())
+            u = torch.linalg.qr(gu)[0]
+            w = torch.linalg.qr(gw)[0]
         change = abs(sigma - sigma_old) / max(sigma, 1e-300)
         if change <= power_tol:
             break
