@@ -232,7 +232,7 @@ def scaling(args, device):
         rows.append((n, s, d, c, res))
     for k, why in enumerate(FAILURES, 1):
         print(f"  fail[{k}]: {why}")
-    n, s, d, c = grid[-1]
+    n, s, d, c = 1000, 16, 8, 10  # the target size
     X, Y = problem(n, s, d, c)
     bm = isolated("torch", timeout=300.0, n=n, s=s, d=d, c=c, beta=beta_for(X, Y),
                   device=str(device), method="burer_monteiro")
