@@ -97,7 +97,9 @@ def lifted_nuclear_norm(Z) -> cp.Expression:
     .. math:: \|Z\|_*=\min_{W\succeq0}\tfrac12\Big(\mathrm{tr}\,W+\sum_{i=1}^p z_iW^{-1}z_i^\top\Big)
 
     (rows :math:`z_i`, W q x q; the minimiser is :math:`W=(Z^\top Z)^{1/2}`, where both terms
-    equal :math:`\sum\sigma`), i.e. p small PSD cones of size q + 1 (``matrix_frac``).
+    equal :math:`\sum\sigma`), i.e. p small PSD cones of size q + 1 (``matrix_frac``).  They
+    all share W, which is what limits it: at q = dc = 16 (s = 8) Clarabel needs ~2.5 s per
+    iteration and stops inaccurate (benchmarks/README.md); keep dc <= 8 for interactive use.
     """
     p, q = Z.shape
     if min(p, q) == 1 or p + q <= SMALL_CONE:

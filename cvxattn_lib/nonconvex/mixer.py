@@ -143,7 +143,8 @@ class FNOHead(WeightedModel):
     @classmethod
     def from_weights(cls, weights: dict, mixing: str, pool: bool = False,
                      dtype: torch.dtype = torch.float64) -> "FNOHead":
-        """The head with exactly these weights (see :meth:`weights`)."""
+        """The head with exactly these weights (see :meth:`weights`); spectral weights may carry
+        ``'s'``, the number of tokens (default 2 (K - 1): K modes do not tell odd s apart)."""
         choice("mixing", mixing, FNO_MIXINGS)
         if mixing == "circulant":
             k = as_float_array("weights['k']", weights["k"], 2)
