@@ -29,7 +29,7 @@ from tqdm.auto import tqdm
 
 import cvxattn_lib as cal
 import cvxattn_lib.convex.lifted as lifted_module
-from cvxattn_lib.convex.lifted import SMALL_CONE
+from cvxattn_lib.convex.lifted import SMALL_CONE, TALL
 
 HEADS = ("mixer linear", "mixer gated", "fno circulant", "fno spectral")
 
@@ -58,7 +58,8 @@ def parse_args(argv=None):
 def lifted(head: str, s: int, d: int, c: int, P: int) -> tuple[str, int, str]:
     """(shapes, real entries, how the nuclear norm is posed) of a head's lifted variables."""
     def form(p, q):
-        return "fro" if min(p, q) == 1 else ("1 cone" if p + q <= SMALL_CONE else f"{max(p, q)} cones")
+        one = p + q <= SMALL_CONE or max(p, q) < TALL * min(p, q)
+        return "fro" if min(p, q) == 1 else ("1 cone" if one else f"{max(p, q)} cones")
     if head.startswith("mixer"):
         k = P if head == "mixer gated" else 1
         return f"{k} x ({s * s}, {d * c})", k * s * s * d * c, form(s * s, d * c)

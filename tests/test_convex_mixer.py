@@ -141,7 +141,7 @@ def test_bad_inputs_name_the_argument(kwargs, match):
 
 
 def test_tall_nuclear_norm_formulation():
-    """lifted_nuclear_norm (p small PSD cones, used when p + q > SMALL_CONE) is ||Z||_*: the prox
+    """lifted_nuclear_norm (p small PSD cones, used when p + q > SMALL_CONE for tall Z) is ||Z||_*: the prox
     problem solves to singular-value soft-thresholding, and a Mixer fit on s = 6 tokens (Z 36 x 4)
     reaches the value of the same program with CVXPY's normNuc, with a closed certificate."""
     import cvxpy as cp

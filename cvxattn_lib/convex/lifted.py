@@ -84,6 +84,9 @@ def pool_tokens(out: cp.Expression, n: int, s: int) -> cp.Expression:
 
 
 SMALL_CONE = 32  # p + q up to which ||Z||_* uses CVXPY's one (p+q)-sized PSD cone
+TALL = 4  # ... and beyond it, the aspect ratio from which the small cones win: attention's
+# d^2 x dc (ratio d/c) is faster as one cone (d = 6, c = 2: 2.3 s against 7.4 s), the Mixer's
+# s^2 x dc as small cones
 
 
 def lifted_nuclear_norm(Z) -> cp.Expression:
@@ -92,7 +95,8 @@ def lifted_nuclear_norm(Z) -> cp.Expression:
     CVXPY's ``normNuc`` uses one PSD cone of size p + q, :math:`[[U, Z], [Z^\top, V]]\succeq0`;
     Clarabel factors it as a dense block of :math:`(p+q)^2/2` variables, so a tall Mixer matrix
     (:math:`s^2\times dc`) takes 7 s at s = 8 (64 x 2) and runs out of memory at s = 16.  For
-    p + q > :data:`SMALL_CONE` (tall, p >= q, else transposed) we use instead
+    p + q > :data:`SMALL_CONE` and an aspect ratio of at least :data:`TALL` (tall, p >= q, else
+    transposed) we use instead
 
     .. math:: \|Z\|_*=\min_{W\succeq0}\tfrac12\Big(\mathrm{tr}\,W+\sum_{i=1}^p z_iW^{-1}z_i^\top\Big)
 
@@ -102,7 +106,7 @@ def lifted_nuclear_norm(Z) -> cp.Expression:
     iteration and stops inaccurate (benchmarks/README.md); keep dc <= 8 for interactive use.
     """
     p, q = Z.shape
-    if min(p, q) == 1 or p + q <= SMALL_CONE:
+    if min(p, q) == 1 or p + q <= SMALL_CONE or max(p, q) < TALL * min(p, q):
         return nuclear_norm(Z)
     if p < q:
         Z, p, q = Z.T, q, p
