@@ -1,0 +1,17 @@
+"""CIFAR-100 with frozen backbones: data, token features, a crash-safe feature cache, heads, CLI.
+
+``python -m cvxattn_lib.cifar extract | train | report`` runs the pipeline from a shell; the
+notebook calls the same functions.  Needs the ``cifar`` extra (timm, torchvision).
+"""
+
+from .backbone import DEFAULT_BACKBONE, Backbone, PretrainedUnavailableWarning, run_with_backoff
+from .cache import (CacheCorruptError, CacheRebuildWarning, FeatureCache, extract_features, find_caches,
+                    open_cache, reduce_features)
+from .data import (CIFAR100_ARCHIVE, CIFAR100_MD5, CifarDataError, CifarDataset, CifarSplit,
+                   DataUnavailableWarning, load_cifar100, synthetic_cifar100, write_cifar_folder)
+
+__all__ = ["DEFAULT_BACKBONE", "Backbone", "PretrainedUnavailableWarning", "run_with_backoff",
+           "CacheCorruptError", "CacheRebuildWarning", "FeatureCache", "extract_features", "find_caches",
+           "open_cache", "reduce_features", "CIFAR100_ARCHIVE", "CIFAR100_MD5", "CifarDataError",
+           "CifarDataset", "CifarSplit", "DataUnavailableWarning", "load_cifar100", "synthetic_cifar100",
+           "write_cifar_folder"]
