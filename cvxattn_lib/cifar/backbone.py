@@ -22,6 +22,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ..validation import seed_value
+
 DEFAULT_BACKBONE = "gmlp_s16_224"
 
 
@@ -67,13 +69,24 @@ def check_name(name: str) -> str:
     return name
 
 
-def create_model(name: str, pretrained: bool = True):
-    """``(timm model, pretrained actually loaded)``; falls back to random weights with a warning."""
+def _random_model(name: str, seed: int):
+    """The architecture with random weights drawn from ``seed`` (the same in every process, so
+    caches of random-weight features are reproducible)."""
+    import timm
+
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return timm.create_model(name, pretrained=False)
+
+
+def create_model(name: str, pretrained: bool = True, seed: int = 0):
+    """``(timm model, pretrained actually loaded)``; falls back to random weights (drawn from
+    ``seed``) with a :class:`PretrainedUnavailableWarning`."""
     import timm
 
     check_name(name)
     if not pretrained:
-        return timm.create_model(name, pretrained=False), False
+        return _random_model(name, seed), False
     cfg = timm.create_model(name, pretrained=False, num_classes=0).pretrained_cfg
     cached = _cached_weights(cfg)
     try:
@@ -89,18 +102,19 @@ def create_model(name: str, pretrained: bool = True):
                   f"(pretrained=False). Features from random weights are far weaker; get the weights on a "
                   f"machine with internet (they land in ~/.cache/huggingface) for real results.",
                   PretrainedUnavailableWarning, stacklevel=2)
-    return timm.create_model(name, pretrained=False), False
+    return _random_model(name, seed), False
 
 
 class Backbone(torch.nn.Module):
     """A frozen timm model in eval mode that returns tokens (B, s, d) from uint8 images."""
 
-    def __init__(self, name: str = DEFAULT_BACKBONE, pretrained: bool = True, device=None):
+    def __init__(self, name: str = DEFAULT_BACKBONE, pretrained: bool = True, device=None, seed: int = 0):
         from ..runtime import device as pick_device
 
         super().__init__()
         self.name = name
-        self.model, self.pretrained = create_model(name, pretrained)
+        self.seed = seed_value("seed", seed)
+        self.model, self.pretrained = create_model(name, pretrained, self.seed)
         self.model.eval().requires_grad_(False)
         cfg = self.model.pretrained_cfg
         self.input_size = tuple(int(v) for v in cfg.get("input_size", (3, 224, 224))[1:])
@@ -121,7 +135,8 @@ class Backbone(torch.nn.Module):
         h, w = self.input_size
         mean = ",".join(f"{v:.4g}" for v in self.mean.flatten().tolist())
         std = ",".join(f"{v:.4g}" for v in self.std.flatten().tolist())
-        return f"u8-bilinear{h}x{w}-mean{mean}-std{std}"
+        weights = "" if self.pretrained else f"-random-init-seed{self.seed}"
+        return f"u8-bilinear{h}x{w}-mean{mean}-std{std}{weights}"
 
     def tokens(self, x: torch.Tensor) -> torch.Tensor:
         """uint8 (B, 3, H, W) -> tokens (B, s, d) in float32 (autocast fp16 on CUDA)."""

@@ -1,0 +1,286 @@
+"""``python -m cvxattn_lib.cifar extract | train | report``: the CIFAR-100 pipeline from a shell.
+
+* ``extract``: backbone tokens of the train and test splits into the feature cache (resumable);
+* ``train``: heads x betas on the cached features (extracting first if needed); writes a results
+  JSON under ``<data root>/results/`` (atomically) and prints the comparison table;
+* ``report``: the table of a results JSON (the newest one by default).
+
+Examples::
+
+    python -m cvxattn_lib.cifar extract --backbone gmlp_s16_224 --batch-size 512
+    python -m cvxattn_lib.cifar train --heads linear,mlp_relu,attention_softmax --betas 1e-3,1e-2,1e-1 \\
+        --epochs 20 --reduce-dim 32
+    python -m cvxattn_lib.cifar report
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as _dt
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from .backbone import DEFAULT_BACKBONE
+from .cache import REDUCTIONS, atomic_write_json
+from .data import SOURCE_REAL
+
+RESULTS_FORMAT = "cvxattn-cifar100-results/1"
+FAST_SIZES = {"train": 1000, "test": 500}
+
+
+def _floats(text: str) -> list[float]:
+    try:
+        vals = [float(v) for v in text.split(",") if v.strip()]
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got {text!r}") from exc
+    if not vals or any(not np.isfinite(v) or v <= 0 for v in vals):
+        raise argparse.ArgumentTypeError(f"betas must be positive finite numbers, got {text!r}")
+    return vals
+
+
+def _data_options(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("data and backbone")
+    g.add_argument("--data-root", type=Path, default=None,
+                   help="folder with cifar-100-python/ and the cache (default: $CVXATTN_DATA or data/)")
+    g.add_argument("--backbone", default=DEFAULT_BACKBONE,
+                   help=f"timm model that yields tokens (default {DEFAULT_BACKBONE}; e.g. "
+                        "vit_small_patch16_224, mixer_b16_224)")
+    g.add_argument("--no-pretrained", dest="pretrained", action="store_false",
+                   help="random backbone weights (default: pretrained, falling back with a warning)")
+    g.add_argument("--device", default=None, help="cpu, cuda, cuda:1, ... (default: CUDA when available)")
+    g.add_argument("--batch-size", type=int, default=256, help="extraction and minibatch size (256)")
+    g.add_argument("--chunk-size", type=int, default=None,
+                   help="images written to the cache per resumable step (default 8 x batch size)")
+    g.add_argument("--subset", type=int, default=None, help="use the first N training images")
+    g.add_argument("--test-subset", type=int, default=None, help="use the first N test images")
+    g.add_argument("--fast", action="store_true",
+                   help=f"small sizes for a quick run ({FAST_SIZES['train']} train / {FAST_SIZES['test']} "
+                        "test images, 2 epochs); also on when CVXATTN_FAST=1")
+    g.add_argument("--seed", type=int, default=0, help="seed of the stand-in data, random weights and heads")
+    g.add_argument("--no-download", dest="download", action="store_false", help="never try to download")
+    g.add_argument("--no-standin", dest="standin", action="store_false",
+                   help="fail instead of using the synthetic stand-in when CIFAR-100 is missing")
+    g.add_argument("--manifest", type=Path, default=None,
+                   help="JSON of md5s for train/test/meta (default: the official CIFAR-100 sums)")
+    g.add_argument("--rebuild", action="store_true", help="extract again even if a cache exists")
+    g.add_argument("--no-verify", dest="verify", action="store_false",
+                   help="skip the md5 check of cached features on load (size/header still checked)")
+    g.add_argument("--threads", type=int, default=None, help="CPU threads for torch (default: torch's)")
+    g.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bars")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m cvxattn_lib.cifar", description=__doc__.split("\n\n")[0],
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = p.add_subparsers(dest="command", required=True)
+    ex = sub.add_parser("extract", help="backbone features of train and test into the cache")
+    _data_options(ex)
+    tr = sub.add_parser("train", help="train heads on the cached features and write results JSON")
+    _data_options(tr)
+    g = tr.add_argument_group("heads")
+    g.add_argument("--heads", default="available",
+                   help="comma-separated heads, 'available' (default: those this library can train) or "
+                        "'all'; see `report --list-heads`")
+    g.add_argument("--betas", type=_floats, default=[1e-2], help="comma-separated beta grid (1e-2)")
+    g.add_argument("--epochs", type=int, default=10, help="Adam epochs of the non-convex heads (10)")
+    g.add_argument("--lr", type=float, default=1e-3, help="Adam learning rate (1e-3)")
+    g.add_argument("--width", type=int, default=512, help="hidden units of mlp_relu (512)")
+    g.add_argument("--attn-heads", type=int, default=4, help="heads of attention_softmax (4)")
+    g.add_argument("--method", default="fista", help="solver of the convex heads: fista | burer_monteiro")
+    g.add_argument("--reduce-dim", type=int, default=None,
+                   help="reduce features to this d (see --reduce-method)")
+    g.add_argument("--reduce-method", default="pca", choices=REDUCTIONS[1:], help="pca (fit on train) | pool")
+    g.add_argument("--reduce-tokens", type=int, default=None, help="average-pool the tokens to this many")
+    g.add_argument("--out", type=Path, default=None,
+                   help="results JSON (default <data root>/results/cifar100-<backbone>-<time>.json)")
+    rp = sub.add_parser("report", help="print the comparison table of a results JSON")
+    rp.add_argument("results", nargs="?", type=Path, default=None,
+                    help="results JSON (default: newest under <data root>/results)")
+    rp.add_argument("--data-root", type=Path, default=None)
+    rp.add_argument("--list-heads", action="store_true", help="list the heads and whether they are available")
+    return p
+
+
+def _root(args) -> Path:
+    from ..runtime import data_root
+
+    if args.data_root is None:
+        return data_root()
+    root = Path(args.data_root).expanduser()
+    if not root.is_dir():
+        raise ValueError(f"--data-root {root} is not an existing folder; create it or point to the folder "
+                         "holding cifar-100-python/ (or leave it out for $CVXATTN_DATA / data/)")
+    return root
+
+
+def _sizes(args) -> tuple[int | None, int | None]:
+    from ..runtime import is_fast
+
+    fast = args.fast or is_fast()
+    n_train = args.subset if args.subset is not None else (FAST_SIZES["train"] if fast else None)
+    n_test = args.test_subset if args.test_subset is not None else (FAST_SIZES["test"] if fast else None)
+    return n_train, n_test
+
+
+def extract(args) -> dict:
+    """Load (or stand in for) the data, build the backbone, extract or load both caches."""
+    import torch
+
+    from .backbone import Backbone, check_name
+    from .cache import extract_features
+    from .data import load_cifar100
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    root = _root(args)
+    check_name(args.backbone)
+    sizes = dict(zip(("train", "test"), _sizes(args)))
+    splits = {}
+    for split in ("train", "test"):
+        data = load_cifar100(split, root, download_missing=args.download, manifest=args.manifest,
+                             standin=args.standin, standin_size=sizes[split], seed=args.seed)
+        splits[split] = data.subset(sizes[split])
+    backbone = Backbone(args.backbone, pretrained=args.pretrained, device=args.device, seed=args.seed)
+    caches = {split: extract_features(backbone, data, root, batch_size=args.batch_size,
+                                      chunk_size=args.chunk_size, seed=args.seed, rebuild=args.rebuild,
+                                      verify=args.verify, progress=args.progress)
+              for split, data in splits.items()}
+    for split, c in caches.items():
+        print(f"{split}: {len(c)} images -> {c.features.shape[1]} tokens x {c.features.shape[2]} features "
+              f"(fp16) in {c.path}")
+    return {"root": root, "backbone": backbone, "caches": caches, "source": splits["train"].source}
+
+
+def _heads(spec: str) -> list[str]:
+    from .heads import HEADS, available_heads, check_heads
+
+    if spec == "available":
+        return available_heads()
+    if spec == "all":
+        return list(HEADS)
+    return check_heads(spec)
+
+
+def train(args) -> Path:
+    """Extract (or load) features, train every head at every beta, write and print the results."""
+    from ..runtime import is_fast
+    from .cache import reduce_features
+    from .heads import CONVEX_HEADS, solver_module, train_head
+
+    heads = _heads(args.heads)  # unknown names fail before any work
+    for h in heads:
+        if h in CONVEX_HEADS:
+            solver_module()  # fail now, with the message, if the convex solvers are missing
+    fast = args.fast or is_fast()
+    epochs = 2 if fast and args.epochs == 10 else args.epochs
+    ex = extract(args)
+    tr, te = ex["caches"]["train"], ex["caches"]["test"]
+    Xtr, Xte, reduction = reduce_features(tr.features, te.features, dim=args.reduce_dim,
+                                          method=args.reduce_method, tokens=args.reduce_tokens)
+    rows = []
+    for h in heads:
+        for beta in args.betas:
+            r = train_head(h, Xtr, tr.labels, Xte, te.labels, beta, device=args.device, epochs=epochs,
+                           batch_size=args.batch_size, lr=args.lr, seed=args.seed, progress=args.progress,
+                           width=args.width, attn_heads=args.attn_heads, method=args.method)
+            rows.append(r.as_dict())
+            print(f"  {h:22s} beta={beta:<8g} top1={r.top1:.3f} top5={r.top5:.3f} "
+                  f"time={r.train_time_s:.1f}s", flush=True)
+    bb = ex["backbone"]
+    results = {"format": RESULTS_FORMAT, "created": _dt.datetime.now(_dt.timezone.utc).isoformat(),
+               "library_version": tr.meta["version"], "command": " ".join(sys.argv),
+               "data": {"source": ex["source"], "n_train": len(tr), "n_test": len(te),
+                        "data_root": str(ex["root"]), "train_cache": tr.key, "test_cache": te.key},
+               "backbone": {"name": bb.name, "pretrained": bool(bb.pretrained), "transform": bb.transform,
+                            "tokens": int(tr.features.shape[1]), "features": int(tr.features.shape[2])},
+               "reduction": reduction, "device": rows[0]["device"] if rows else str(bb.device),
+               "betas": list(args.betas), "heads": heads, "rows": rows}
+    out = args.out
+    if out is None:
+        stamp = _dt.datetime.now(_dt.timezone.utc).strftime("%Y%m%dT%H%M%S")
+        out = ex["root"] / "results" / f"cifar100-{bb.name}-{stamp}.json"
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_json(out, results)
+    print(format_table(results))
+    print(f"results written to {out}")
+    return out
+
+
+def load_results(path) -> dict:
+    """A results JSON written by ``train`` (checked for its format); rows are plain dicts."""
+    path = Path(path)
+    if not path.is_file():
+        raise ValueError(f"results file {path} does not exist; run `python -m cvxattn_lib.cifar train` first")
+    try:
+        results = json.loads(path.read_text())
+    except ValueError as exc:
+        raise ValueError(f"{path} is not valid JSON ({exc})") from exc
+    if not isinstance(results, dict) or results.get("format") != RESULTS_FORMAT:
+        raise ValueError(f"{path} is not a cvxattn CIFAR-100 results file (format {RESULTS_FORMAT!r})")
+    return results
+
+
+def latest_results(root=None) -> Path:
+    """The newest results JSON under ``<root>/results``."""
+    from ..runtime import data_root
+
+    folder = (Path(root) if root is not None else data_root()) / "results"
+    files = sorted(folder.glob("*.json"), key=lambda p: p.stat().st_mtime)
+    if not files:
+        raise ValueError(f"no results under {folder}; run `python -m cvxattn_lib.cifar train` first")
+    return files[-1]
+
+
+def format_table(results: dict) -> str:
+    """The head comparison as a plain-text table (one row per head and beta)."""
+    d, b = results["data"], results["backbone"]
+    label = "CIFAR-100" if d["source"] == SOURCE_REAL else "SYNTHETIC STAND-IN (not CIFAR-100)"
+    red = results.get("reduction", {})
+    lines = [f"{label}: {d['n_train']} train / {d['n_test']} test images; backbone {b['name']} "
+             f"({'pretrained' if b['pretrained'] else 'RANDOM weights'}), {b['tokens']} x {b['features']} "
+             f"tokens -> {red.get('tokens', b['tokens'])} x {red.get('features', b['features'])} "
+             f"({red.get('method', 'none')}); device {results['device']}"]
+    head = f"{'head':22s} {'beta':>8s} {'top1':>6s} {'top5':>6s} {'params':>10s} {'time s':>8s} " \
+           f"{'rel gap':>9s} {'device':>7s}"
+    lines += [head, "-" * len(head)]
+    for r in results["rows"]:
+        gap = "n/a (nc)" if r["rel_gap"] is None else f"{r['rel_gap']:.1e}"
+        lines.append(f"{r['head']:22s} {r['beta']:8.2g} {100 * r['top1']:5.1f}% {100 * r['top5']:5.1f}% "
+                     f"{r['params']:10d} {r['train_time_s']:8.2f} {gap:>9s} {r['device']:>7s}")
+    lines.append("rel gap: certified (objective - lower bound) / objective; n/a (nc) for non-convex heads")
+    return "\n".join(lines)
+
+
+def report(args) -> str:
+    from .heads import CONVEX_HEADS, HEADS, available_heads
+
+    if args.list_heads:
+        avail = set(available_heads())
+        text = "\n".join(f"{h:22s} {'convex' if s.convex else 'non-convex':10s} "
+                         f"{'available' if h in avail else 'needs cal.solvers' if h in CONVEX_HEADS else ''}"
+                         f"  {s.description}" for h, s in HEADS.items())
+        print(text)
+        return text
+    path = args.results if args.results is not None else latest_results(_root(args))
+    text = format_table(load_results(path))
+    print(f"{path}:\n{text}")
+    return text
+
+
+def main(argv=None) -> int:
+    """Entry point; returns the exit status (2 with a one-line message on bad input)."""
+    from .cache import CacheCorruptError
+    from .data import CifarDataError
+    from .heads import HeadUnavailableError
+
+    args = build_parser().parse_args(argv)
+    try:
+        {"extract": extract, "train": train, "report": report}[args.command](args)
+    except (ValueError, CifarDataError, CacheCorruptError, HeadUnavailableError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    return 0
