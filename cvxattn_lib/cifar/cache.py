@@ -134,6 +134,11 @@ def open_cache(path, verify: bool = True) -> FeatureCache:
     except (ValueError, KeyError) as exc:
         raise CacheCorruptError(f"{meta_path} is not valid cache metadata ({exc}); delete {path} "
                                 "and extract again (or pass --rebuild)") from exc
+    size = feat_path.stat().st_size
+    if size != meta.get("bytes"):
+        raise CacheCorruptError(f"corrupt feature cache {feat_path}: file has {size} bytes, metadata says "
+                                f"{meta.get('bytes')} (truncated or overwritten). Delete {path} and extract "
+                                "again (or pass --rebuild).")
     try:
         feats = np.load(feat_path, mmap_mode="r", allow_pickle=False)
         labels = np.load(lab_path, allow_pickle=False)
@@ -144,8 +149,6 @@ def open_cache(path, verify: bool = True) -> FeatureCache:
     problems = []
     if feats.shape != shape or feats.dtype != np.dtype(meta.get("dtype", "float16")):
         problems.append(f"array is {feats.dtype} {feats.shape}, metadata says {meta.get('dtype')} {shape}")
-    if feat_path.stat().st_size != meta.get("bytes"):
-        problems.append(f"file has {feat_path.stat().st_size} bytes, metadata says {meta.get('bytes')}")
     if labels.shape != (shape[0],):
         problems.append(f"labels.npy has shape {labels.shape}, expected ({shape[0]},)")
     if not problems and verify and md5sum(feat_path) != meta.get("md5"):

@@ -131,11 +131,13 @@ def check_files(root: Path, manifest=None) -> dict:
     sums = load_manifest(manifest)
     folder = Path(root) / FOLDER
     paths = {}
-    for name, want in sums.items():
+    for name in sums:
         path = folder / name
         if not path.is_file():
             raise CifarDataError(f"{path} is missing (the folder {folder} exists, so the copy is "
                                  f"incomplete). Delete {folder} and get the data again. " + how_to_get(root))
+    for name, want in sums.items():
+        path = folder / name
         got = md5sum(path)
         if got != want:
             raise CifarDataError(f"{path} has md5 {got}, expected {want}: the file is corrupt or not "

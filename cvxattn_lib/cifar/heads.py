@@ -146,8 +146,9 @@ def adam_minibatch(model, X: torch.Tensor, y: torch.Tensor, beta: float, epochs:
 def _sum_objective(logits: torch.Tensor, y: torch.Tensor, model, beta: float) -> float:
     from ..nonconvex.training import penalty
 
-    ce = torch.nn.functional.cross_entropy(logits.double(), y, reduction="sum")
-    return float(ce + beta * penalty(model).double())
+    with torch.no_grad():
+        ce = torch.nn.functional.cross_entropy(logits.double(), y, reduction="sum")
+        return float(ce + beta * penalty(model).double())
 
 
 class LinearHead(torch.nn.Module):
