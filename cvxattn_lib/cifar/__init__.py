@@ -7,7 +7,8 @@ notebook calls the same functions.  Needs the ``cifar`` extra (timm, torchvision
 from .backbone import DEFAULT_BACKBONE, Backbone, PretrainedUnavailableWarning, run_with_backoff
 from .cache import (CacheCorruptError, CacheRebuildWarning, FeatureCache, extract_features, find_caches,
                     open_cache, reduce_features)
-from .cli import format_table, latest_results, load_results, main
+from .cli import (format_table, latest_results, load_results, main, prepare_features, resolve_heads,
+                  run_heads, save_results)
 from .data import (CIFAR100_ARCHIVE, CIFAR100_MD5, CifarDataError, CifarDataset, CifarSplit,
                    DataUnavailableWarning, load_cifar100, synthetic_cifar100, write_cifar_folder)
 from .heads import HEADS, HeadResult, HeadUnavailableError, available_heads, train_head
@@ -16,5 +17,6 @@ __all__ = ["DEFAULT_BACKBONE", "Backbone", "PretrainedUnavailableWarning", "run_
            "CacheCorruptError", "CacheRebuildWarning", "FeatureCache", "extract_features", "find_caches",
            "open_cache", "reduce_features", "CIFAR100_ARCHIVE", "CIFAR100_MD5", "CifarDataError",
            "CifarDataset", "CifarSplit", "DataUnavailableWarning", "load_cifar100", "synthetic_cifar100",
-           "write_cifar_folder", "format_table", "latest_results", "load_results", "main", "HEADS",
+           "write_cifar_folder", "format_table", "latest_results", "load_results", "main", "prepare_features",
+           "resolve_heads", "run_heads", "save_results", "HEADS",
            "HeadResult", "HeadUnavailableError", "available_heads", "train_head"]

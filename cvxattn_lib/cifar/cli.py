@@ -125,36 +125,41 @@ def _sizes(args) -> tuple[int | None, int | None]:
     return n_train, n_test
 
 
-def extract(args) -> dict:
-    """Load (or stand in for) the data, build the backbone, extract or load both caches."""
-    import torch
+def prepare_features(root=None, backbone: str = DEFAULT_BACKBONE, pretrained: bool = True, device=None,
+                     n_train: int | None = None, n_test: int | None = None, batch_size: int = 256,
+                     chunk_size: int | None = None, seed: int = 0, download: bool = True, manifest=None,
+                     standin: bool = True, rebuild: bool = False, verify: bool = True,
+                     progress: bool = True, verbose: bool = True) -> dict:
+    """Data (or its stand-in), backbone and both feature caches (loaded if present, else extracted).
 
+    Returns ``{"root", "backbone", "caches": {"train": FeatureCache, "test": ...}, "source"}``; the
+    first ``n_train`` / ``n_test`` images are used (all when None)."""
+    from ..runtime import data_root
     from .backbone import Backbone, check_name
     from .cache import extract_features
     from .data import load_cifar100
 
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    root = _root(args)
-    check_name(args.backbone)
-    sizes = dict(zip(("train", "test"), _sizes(args)))
+    root = Path(root) if root is not None else data_root()
+    check_name(backbone)
+    sizes = {"train": n_train, "test": n_test}
     splits = {}
     for split in ("train", "test"):
-        data = load_cifar100(split, root, download_missing=args.download, manifest=args.manifest,
-                             standin=args.standin, standin_size=sizes[split], seed=args.seed)
+        data = load_cifar100(split, root, download_missing=download, manifest=manifest, standin=standin,
+                             standin_size=sizes[split], seed=seed, verbose=verbose)
         splits[split] = data.subset(sizes[split])
-    backbone = Backbone(args.backbone, pretrained=args.pretrained, device=args.device, seed=args.seed)
-    caches = {split: extract_features(backbone, data, root, batch_size=args.batch_size,
-                                      chunk_size=args.chunk_size, seed=args.seed, rebuild=args.rebuild,
-                                      verify=args.verify, progress=args.progress)
+    bb = Backbone(backbone, pretrained=pretrained, device=device, seed=seed)
+    caches = {split: extract_features(bb, data, root, batch_size=batch_size, chunk_size=chunk_size,
+                                      seed=seed, rebuild=rebuild, verify=verify, progress=progress)
               for split, data in splits.items()}
-    for split, c in caches.items():
-        print(f"{split}: {len(c)} images -> {c.features.shape[1]} tokens x {c.features.shape[2]} features "
-              f"(fp16) in {c.path}")
-    return {"root": root, "backbone": backbone, "caches": caches, "source": splits["train"].source}
+    if verbose:
+        for split, c in caches.items():
+            print(f"{split}: {len(c)} images -> {c.features.shape[1]} tokens x {c.features.shape[2]} "
+                  f"features (fp16) in {c.path}")
+    return {"root": root, "backbone": bb, "caches": caches, "source": splits["train"].source}
 
 
-def _heads(spec: str) -> list[str]:
+def resolve_heads(spec) -> list[str]:
+    """``'available'`` (what this library can train), ``'all'``, or a comma-separated list / list."""
     from .heads import HEADS, available_heads, check_heads
 
     if spec == "available":
@@ -164,50 +169,88 @@ def _heads(spec: str) -> list[str]:
     return check_heads(spec)
 
 
-def train(args) -> Path:
-    """Extract (or load) features, train every head at every beta, write and print the results."""
-    from ..runtime import is_fast
+def run_heads(prepared: dict, heads="available", betas=(1e-2,), device=None, epochs: int = 10,
+              batch_size: int = 256, lr: float = 1e-3, seed: int = 0, reduce_dim: int | None = None,
+              reduce_method: str = "pca", reduce_tokens: int | None = None, progress: bool = True,
+              verbose: bool = True, **head_options) -> dict:
+    """Train every head at every beta on the caches of :func:`prepare_features`; return the results
+    dict (the JSON that ``train`` writes: ``data``, ``backbone``, ``reduction``, ``rows``, ...)."""
     from .cache import reduce_features
     from .heads import CONVEX_HEADS, solver_module, train_head
 
-    heads = _heads(args.heads)  # unknown names fail before any work
+    heads = resolve_heads(heads)
     for h in heads:
         if h in CONVEX_HEADS:
             solver_module()  # fail now, with the message, if the convex solvers are missing
-    fast = args.fast or is_fast()
-    epochs = 2 if fast and args.epochs == 10 else args.epochs
-    ex = extract(args)
-    tr, te = ex["caches"]["train"], ex["caches"]["test"]
-    Xtr, Xte, reduction = reduce_features(tr.features, te.features, dim=args.reduce_dim,
-                                          method=args.reduce_method, tokens=args.reduce_tokens)
+    tr, te = prepared["caches"]["train"], prepared["caches"]["test"]
+    Xtr, Xte, reduction = reduce_features(tr.features, te.features, dim=reduce_dim, method=reduce_method,
+                                          tokens=reduce_tokens)
     rows = []
     for h in heads:
-        for beta in args.betas:
-            r = train_head(h, Xtr, tr.labels, Xte, te.labels, beta, device=args.device, epochs=epochs,
-                           batch_size=args.batch_size, lr=args.lr, seed=args.seed, progress=args.progress,
-                           width=args.width, attn_heads=args.attn_heads, method=args.method)
+        for beta in betas:
+            r = train_head(h, Xtr, tr.labels, Xte, te.labels, beta, device=device, epochs=epochs,
+                           batch_size=batch_size, lr=lr, seed=seed, progress=progress, **head_options)
             rows.append(r.as_dict())
-            print(f"  {h:22s} beta={beta:<8g} top1={r.top1:.3f} top5={r.top5:.3f} "
-                  f"time={r.train_time_s:.1f}s", flush=True)
-    bb = ex["backbone"]
-    results = {"format": RESULTS_FORMAT, "created": _dt.datetime.now(_dt.timezone.utc).isoformat(),
-               "library_version": tr.meta["version"], "command": " ".join(sys.argv),
-               "data": {"source": ex["source"], "n_train": len(tr), "n_test": len(te),
-                        "data_root": str(ex["root"]), "train_cache": tr.key, "test_cache": te.key},
-               "backbone": {"name": bb.name, "pretrained": bool(bb.pretrained), "transform": bb.transform,
-                            "tokens": int(tr.features.shape[1]), "features": int(tr.features.shape[2])},
-               "reduction": reduction, "device": rows[0]["device"] if rows else str(bb.device),
-               "betas": list(args.betas), "heads": heads, "rows": rows}
+            if verbose:
+                print(f"  {h:22s} beta={beta:<8g} top1={r.top1:.3f} top5={r.top5:.3f} "
+                      f"time={r.train_time_s:.1f}s", flush=True)
+    bb = prepared["backbone"]
+    return {"format": RESULTS_FORMAT, "created": _dt.datetime.now(_dt.timezone.utc).isoformat(),
+            "library_version": tr.meta["version"], "command": " ".join(sys.argv),
+            "data": {"source": prepared["source"], "n_train": len(tr), "n_test": len(te),
+                     "data_root": str(prepared["root"]), "train_cache": tr.key, "test_cache": te.key},
+            "backbone": {"name": bb.name, "pretrained": bool(bb.pretrained), "transform": bb.transform,
+                         "tokens": int(tr.features.shape[1]), "features": int(tr.features.shape[2])},
+            "reduction": reduction, "device": rows[0]["device"] if rows else str(bb.device),
+            "betas": [float(b) for b in betas], "heads": heads, "rows": rows}
+
+
+def save_results(results: dict, path) -> Path:
+    """Write a results dict as JSON, atomically."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_json(path, results)
+    return path
+
+
+def extract(args) -> dict:
+    """``extract``: both caches for the options of the command line."""
+    import torch
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    n_train, n_test = _sizes(args)
+    return prepare_features(_root(args), args.backbone, args.pretrained, args.device, n_train, n_test,
+                            args.batch_size, args.chunk_size, args.seed, args.download, args.manifest,
+                            args.standin, args.rebuild, args.verify, args.progress)
+
+
+def train(args) -> Path:
+    """``train``: extract (or load) features, train every head at every beta, write and print results."""
+    from ..runtime import is_fast
+
+    heads = resolve_heads(args.heads)  # unknown names fail before any work
+    from .heads import CONVEX_HEADS, solver_module
+
+    for h in heads:
+        if h in CONVEX_HEADS:
+            solver_module()
+    fast = args.fast or is_fast()
+    epochs = 2 if fast and args.epochs == 10 else args.epochs
+    prepared = extract(args)
+    results = run_heads(prepared, heads, args.betas, device=args.device, epochs=epochs,
+                        batch_size=args.batch_size, lr=args.lr, seed=args.seed, reduce_dim=args.reduce_dim,
+                        reduce_method=args.reduce_method, reduce_tokens=args.reduce_tokens,
+                        progress=args.progress, width=args.width, attn_heads=args.attn_heads,
+                        method=args.method)
     out = args.out
     if out is None:
-        stamp = _dt.datetime.now(_dt.timezone.utc).strftime("%Y%m%dT%H%M%S")
-        out = ex["root"] / "results" / f"cifar100-{bb.name}-{stamp}.json"
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write_json(out, results)
+        stamp = _dt.datetime.now(_dt.timezone.utc).strftime("%Y%m%dT%H%M%S.%f")
+        out = prepared["root"] / "results" / f"cifar100-{results['backbone']['name']}-{stamp}.json"
+    save_results(results, out)
     print(format_table(results))
     print(f"results written to {out}")
-    return out
+    return Path(out)
 
 
 def load_results(path) -> dict:
