@@ -249,6 +249,10 @@ def test_corrupt_cache_is_detected_and_rebuilt(fake_root):
     feat.write_bytes(b"not a numpy file" + original[16:])  # same size, header overwritten
     with pytest.raises(cifar.CacheCorruptError, match="cannot be read"):
         cifar.open_cache(good.path)
+    # the block checksums are the md5s of consecutive slices of the file
+    blocks = cmod.block_md5s(feat, block=1000, workers=3)
+    assert len(blocks) == -(-len(original) // 1000)
+    assert blocks[1] == __import__("hashlib").md5(feat.read_bytes()[1000:2000]).hexdigest()
     with pytest.warns(cifar.CacheRebuildWarning, match="corrupt"):
         rebuilt = _extract(root, data)
     assert feat.read_bytes() == original and rebuilt.key == good.key
