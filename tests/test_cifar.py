@@ -146,12 +146,16 @@ def test_backbone_tokens_drop_prefix_and_resize_on_device():
     torch.testing.assert_close(other.tokens(imgs), tok)
 
 
-def test_gmlp_s16_224_gives_196_tokens_of_256_and_warns_offline():
+def test_gmlp_s16_224_gives_196_tokens_of_256_and_warns_offline(tmp_path):
     with pytest.warns(cifar.PretrainedUnavailableWarning, match="RANDOM weights"):
         bb = cifar.Backbone("gmlp_s16_224", pretrained=True, device="cpu")
     assert bb.pretrained is False and bb.input_size == (224, 224)
-    tok = bb.tokens(torch.randint(0, 256, (3, 3, 32, 32), dtype=torch.uint8))
-    assert tok.shape == (3, 196, 256) and torch.isfinite(tok).all()
+    data = cifar.synthetic_cifar100("test", 3, seed=0)
+    cache = cifar.extract_features(bb, data, tmp_path, batch_size=2, progress=False)
+    assert cache.features.shape == (3, 196, 256) and cache.features.dtype == np.float16
+    assert np.isfinite(cache.features).all() and cache.meta["pretrained"] is False
+    np.testing.assert_allclose(cache.features[2], bb.tokens(torch.from_numpy(data.images[2:])).numpy()[0],
+                               rtol=1e-2, atol=1e-2)  # fp16 storage
 
 
 def test_unknown_backbone(tmp_path, capsys):

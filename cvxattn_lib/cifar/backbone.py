@@ -183,12 +183,15 @@ def run_with_backoff(fn: Callable[[np.ndarray], torch.Tensor], images: np.ndarra
     on the CPU by an ``fn`` that raises ``torch.OutOfMemoryError`` above some size."""
     outs, i, n = [], 0, len(images)
     while i < n:
+        oom = False
         try:
             outs.append(fn(images[i:i + batch_size]).cpu())
             i += batch_size
         except Exception as exc:
             if not is_oom(exc) or batch_size <= min_batch:
                 raise
+            oom = True  # free memory outside the except block: the traceback pins the batch's tensors
+        if oom:
             batch_size = max(min_batch, batch_size // 2)
             if torch.cuda.is_available():
                 torch.cuda.empty_cache()

@@ -41,6 +41,24 @@ def _floats(text: str) -> list[float]:
     return vals
 
 
+def _solver_options(pairs: list[str]) -> dict:
+    """``["max_iter=2000", "dtype=float32"]`` -> ``{"max_iter": 2000, "dtype": "float32"}``."""
+    out = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key.strip():
+            raise ValueError(f"--solver-option expects KEY=VALUE, got {pair!r}")
+        for cast in (int, float):
+            try:
+                out[key.strip()] = cast(value)
+                break
+            except ValueError:
+                continue
+        else:
+            out[key.strip()] = value
+    return out
+
+
 def _data_options(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("data and backbone")
     g.add_argument("--data-root", type=Path, default=None,
@@ -90,6 +108,9 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--width", type=int, default=512, help="hidden units of mlp_relu (512)")
     g.add_argument("--attn-heads", type=int, default=4, help="heads of attention_softmax (4)")
     g.add_argument("--method", default="fista", help="solver of the convex heads: fista | burer_monteiro")
+    g.add_argument("--solver-option", action="append", default=[], metavar="KEY=VALUE",
+                   help="option for cal.solvers.fit_head (repeatable), e.g. max_iter=2000, tol=1e-6, "
+                        "dtype=float32, rank=32")
     g.add_argument("--reduce-dim", type=int, default=None,
                    help="reduce features to this d (see --reduce-method)")
     g.add_argument("--reduce-method", default="pca", choices=REDUCTIONS[1:], help="pca (fit on train) | pool")
@@ -235,6 +256,7 @@ def train(args) -> Path:
     for h in heads:
         if h in CONVEX_HEADS:
             solver_module()
+    solver_options = _solver_options(args.solver_option)
     fast = args.fast or is_fast()
     epochs = 2 if fast and args.epochs == 10 else args.epochs
     prepared = extract(args)
@@ -242,7 +264,7 @@ def train(args) -> Path:
                         batch_size=args.batch_size, lr=args.lr, seed=args.seed, reduce_dim=args.reduce_dim,
                         reduce_method=args.reduce_method, reduce_tokens=args.reduce_tokens,
                         progress=args.progress, width=args.width, attn_heads=args.attn_heads,
-                        method=args.method)
+                        method=args.method, solver_options=solver_options)
     out = args.out
     if out is None:
         stamp = _dt.datetime.now(_dt.timezone.utc).strftime("%Y%m%dT%H%M%S.%f")

@@ -284,7 +284,8 @@ def _convex_trainer(name: str):
         get = pooled if pool else (lambda X: np.asarray(X, dtype=np.float64))
         Xtr, Xte = get(data["X_train"]), get(data["X_test"])
         ytr = data["y_train"].cpu().numpy()
-        kw = {k: v for k, v in options.get("solver_options", {}).items()}
+        kw = dict(options.get("solver_options", {}))
+        kw.setdefault("progress", progress)
         fit = solvers.fit_head(kind, Xtr, ytr, beta, method=options.get("method", "fista"), device=device,
                                activation=activation, seed=seed, loss="cross_entropy", **kw)
         return fit, fit.value, fit.value - fit.lower_bound, lambda f: _convex_predictions(f, Xtr, Xte)
@@ -365,4 +366,4 @@ def train_head(name: str, X_train, y_train, X_test, y_test, beta: float, device=
                       n_train=int(X_train.shape[0]), n_test=int(X_test.shape[0]),
                       tokens=int(X_train.shape[1]), features=int(X_train.shape[2]),
                       options={"epochs": epochs, "batch_size": batch_size, "lr": lr, "seed": seed,
-                               **{k: v for k, v in options.items() if k != "solver_options"}})
+                               **options})
