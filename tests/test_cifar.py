@@ -325,6 +325,9 @@ def test_unknown_head_and_missing_convex_solver(tmp_path, capsys, monkeypatch):
         hmod.check_heads("linear,bogus")
     assert main(["train", "--data-root", str(tmp_path), "--heads", "linear,bogus"]) == 2
     assert "unknown head(s) 'bogus'" in capsys.readouterr().err
+    assert main(["train", "--data-root", str(tmp_path), "--heads", "linear",
+                 "--solver-option", "max_iter"]) == 2
+    assert "KEY=VALUE" in capsys.readouterr().err
     monkeypatch.setitem(__import__("sys").modules, "cvxattn_lib.solvers", None)
     assert "mixer" not in hmod.available_heads()
     assert main(["train", "--data-root", str(tmp_path), "--heads", "mixer"]) == 2

@@ -18,6 +18,7 @@ from __future__ import annotations
 import hashlib
 import json
 import pickle
+import socket
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -179,6 +180,13 @@ def download(root: Path) -> bool:
     from torchvision.datasets.utils import download_and_extract_archive
 
     a = CIFAR100_ARCHIVE
+    host = a["url"].split("/")[2]
+    try:  # fail fast offline: urllib has no timeout and would hang on a filtered network
+        socket.create_connection((host, 443), timeout=5).close()
+    except OSError as exc:
+        warnings.warn(f"Cannot reach {host} to download CIFAR-100 ({exc})", DataUnavailableWarning,
+                      stacklevel=2)
+        return False
     try:
         download_and_extract_archive(a["url"], str(root), filename=a["filename"], md5=a["md5"])
     except Exception as exc:  # offline, DNS failure, HTTP error, bad archive
