@@ -205,7 +205,7 @@ def run_heads(prepared: dict, heads="available", betas=(1e-2,), device=None, epo
             solver_module()  # fail now, with the message, if the convex solvers are missing
     tr, te = prepared["caches"]["train"], prepared["caches"]["test"]
     Xtr, Xte, reduction = reduce_features(tr.features, te.features, dim=reduce_dim, method=reduce_method,
-                                          tokens=reduce_tokens)
+                                          tokens=reduce_tokens, device=prepared["backbone"].device)
     rows = []
     for h in heads:
         for beta in betas:

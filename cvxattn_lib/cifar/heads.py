@@ -27,6 +27,7 @@ import torch
 from tqdm.auto import tqdm
 
 from ..validation import positive_int, positive_scalar, seed_value
+from .cache import to_device
 
 
 class HeadUnavailableError(RuntimeError):
@@ -224,14 +225,14 @@ def train_mlp_relu(data, beta, device, epochs, batch_size, lr, seed, progress, o
 def train_attention_softmax(data, beta, device, epochs, batch_size, lr, seed, progress, options):
     from ..nonconvex import MultiHeadAttention
 
-    Xtr = torch.from_numpy(np.ascontiguousarray(data["X_train"])).to(device, torch.float16)
+    Xtr = to_device(data["X_train"], device, torch.float16)
     ytr = data["y_train"].to(device)
     gen = torch.Generator().manual_seed(seed)
     model = MultiHeadAttention(Xtr.shape[2], options.get("attn_heads", 4), data["classes"], "softmax",
                                pool=True, generator=gen, dtype=torch.float32).to(device)
     adam_minibatch(model, Xtr, ytr, beta, epochs, batch_size, lr, seed, progress=progress,
                    desc="attention_softmax")
-    Xte = torch.from_numpy(np.ascontiguousarray(data["X_test"])).to(device, torch.float16)
+    Xte = to_device(data["X_test"], device, torch.float16)
     eval_bs = max(batch_size, 256)
     logits = predict_batched(model, Xtr, eval_bs, torch.float32)
     value = _sum_objective(logits, ytr, model, beta)
