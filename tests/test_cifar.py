@@ -233,6 +233,26 @@ def test_interrupted_extraction_resumes_and_gives_identical_bytes(fake_root, tmp
     assert calls == []
 
 
+def test_kill_between_metadata_and_rename_finishes_without_extracting(fake_root, monkeypatch):
+    root, manifest, _ = fake_root
+    data = cifar.load_cifar100("test", root, manifest=manifest, download_missing=False).subset(16)
+    real_replace = cmod.os.replace
+
+    def die_on_final_rename(src, dst):
+        if str(dst).endswith("features.npy"):
+            raise Interrupt
+        return real_replace(src, dst)
+
+    monkeypatch.setattr(cmod.os, "replace", die_on_final_rename)
+    with pytest.raises(Interrupt):
+        _extract(root, data)
+    monkeypatch.setattr(cmod.os, "replace", real_replace)
+    calls = []
+    done = _extract(root, data, after_chunk=calls.append)
+    assert calls == []  # every chunk was recorded: only the rename was left to do
+    cifar.open_cache(done.path)  # checksums match
+
+
 def test_corrupt_cache_is_detected_and_rebuilt(fake_root):
     root, manifest, _ = fake_root
     data = cifar.load_cifar100("test", root, manifest=manifest, download_missing=False)

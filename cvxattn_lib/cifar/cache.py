@@ -230,7 +230,7 @@ def extract_features(backbone: Backbone, data: CifarSplit, root=None, batch_size
     chunk_size = positive_int("chunk_size", chunk_size or 8 * batch_size)
     fields = cache_fields(backbone, data, seed)
     path = cache_dir(root) / cache_key(fields)
-    if (path / "meta.json").exists() and not rebuild:
+    if (path / "features.npy").exists() and not rebuild:  # a finished cache (renamed last)
         try:
             return open_cache(path, verify=verify)
         except (CacheCorruptError, FileNotFoundError) as exc:
@@ -243,7 +243,7 @@ def extract_features(backbone: Backbone, data: CifarSplit, root=None, batch_size
     s, d = backbone.token_shape()
     n = len(data)
     partial, prog_path = path / "features.npy.partial", path / "progress.json"
-    plan = {"fields": fields, "shape": [n, s, d], "chunk_size": chunk_size}
+    plan = {"fields": fields, "shape": [n, s, d]}  # any chunk or batch size may resume
     done = 0
     if prog_path.exists() and partial.exists():
         try:
