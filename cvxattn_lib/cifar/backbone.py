@@ -57,9 +57,18 @@ def _cached_weights(cfg: dict):
     return None
 
 
+def _timm():
+    try:
+        import timm
+    except ImportError as exc:
+        raise ImportError("the CIFAR-100 backbones need timm (and torchvision for the download): "
+                          "pip install -e '.[cifar]'") from exc
+    return timm
+
+
 def check_name(name: str) -> str:
     """``name`` if timm knows the architecture, else a ``ValueError`` with close matches."""
-    import timm
+    timm = _timm()
 
     if not isinstance(name, str) or not timm.is_model(name):
         close = timm.list_models(f"*{str(name).split('.')[0][:6]}*")[:8] if isinstance(name, str) else []
@@ -72,7 +81,7 @@ def check_name(name: str) -> str:
 def _random_model(name: str, seed: int):
     """The architecture with random weights drawn from ``seed`` (the same in every process, so
     caches of random-weight features are reproducible)."""
-    import timm
+    timm = _timm()
 
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
@@ -82,7 +91,7 @@ def _random_model(name: str, seed: int):
 def create_model(name: str, pretrained: bool = True, seed: int = 0):
     """``(timm model, pretrained actually loaded)``; falls back to random weights (drawn from
     ``seed``) with a :class:`PretrainedUnavailableWarning`."""
-    import timm
+    timm = _timm()
 
     check_name(name)
     if not pretrained:
