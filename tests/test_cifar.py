@@ -389,6 +389,9 @@ def test_cli_pipeline_extract_train_report(fake_root, tmp_path, capsys):
     for h in heads:
         assert h in table
     assert "rel gap" in table
+    assert main(["report", str(res_path), "--markdown"]) == 0
+    md = capsys.readouterr().out
+    assert "| head | beta | top-1 |" in md and md.count("| linear |") == 2
     # train loaded the caches written by extract (nothing new under the cache folder)
     assert len(list(cmod.cache_dir(root).iterdir())) == 2
     bad = tmp_path / "bad.json"

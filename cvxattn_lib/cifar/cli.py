@@ -122,6 +122,7 @@ def build_parser() -> argparse.ArgumentParser:
                     help="results JSON (default: newest under <data root>/results)")
     rp.add_argument("--data-root", type=Path, default=None)
     rp.add_argument("--list-heads", action="store_true", help="list the heads and whether they are available")
+    rp.add_argument("--markdown", action="store_true", help="print a Markdown table")
     return p
 
 
@@ -300,8 +301,8 @@ def latest_results(root=None) -> Path:
     return files[-1]
 
 
-def format_table(results: dict) -> str:
-    """The head comparison as a plain-text table (one row per head and beta)."""
+def format_table(results: dict, markdown: bool = False) -> str:
+    """The head comparison as a plain-text (or Markdown) table, one row per head and beta."""
     d, b = results["data"], results["backbone"]
     label = "CIFAR-100" if d["source"] == SOURCE_REAL else "SYNTHETIC STAND-IN (not CIFAR-100)"
     red = results.get("reduction", {})
@@ -309,13 +310,23 @@ def format_table(results: dict) -> str:
              f"({'pretrained' if b['pretrained'] else 'RANDOM weights'}), {b['tokens']} x {b['features']} "
              f"tokens -> {red.get('tokens', b['tokens'])} x {red.get('features', b['features'])} "
              f"({red.get('method', 'none')}); device {results['device']}"]
-    head = f"{'head':22s} {'beta':>8s} {'top1':>6s} {'top5':>6s} {'params':>10s} {'time s':>8s} " \
-           f"{'rel gap':>9s} {'device':>7s}"
+    if markdown:
+        lines += ["", "| head | beta | top-1 | top-5 | params | units | time (s) | rel. gap | device |",
+                  "|---|---:|---:|---:|---:|---:|---:|---:|---|"]
+        for r in results["rows"]:
+            gap = "n/a (non-convex)" if r["rel_gap"] is None else f"{r['rel_gap']:.1e}"
+            lines.append(f"| {r['head']} | {r['beta']:.3g} | {100 * r['top1']:.1f}% | {100 * r['top5']:.1f}% "
+                         f"| {r['params']} | {r.get('units') or ''} | {r['train_time_s']:.2f} | {gap} "
+                         f"| {r['device']} |")
+        return "\n".join(lines)
+    head = f"{'head':22s} {'beta':>8s} {'top1':>6s} {'top5':>6s} {'params':>10s} {'units':>5s} " \
+           f"{'time s':>8s} {'rel gap':>9s} {'device':>7s}"
     lines += [head, "-" * len(head)]
     for r in results["rows"]:
         gap = "n/a (nc)" if r["rel_gap"] is None else f"{r['rel_gap']:.1e}"
+        units = "" if r.get("units") is None else str(r["units"])
         lines.append(f"{r['head']:22s} {r['beta']:8.2g} {100 * r['top1']:5.1f}% {100 * r['top5']:5.1f}% "
-                     f"{r['params']:10d} {r['train_time_s']:8.2f} {gap:>9s} {r['device']:>7s}")
+                     f"{r['params']:10d} {units:>5s} {r['train_time_s']:8.2f} {gap:>9s} {r['device']:>7s}")
     lines.append("rel gap: certified (objective - lower bound) / objective; n/a (nc) for non-convex heads")
     return "\n".join(lines)
 
@@ -331,7 +342,7 @@ def report(args) -> str:
         print(text)
         return text
     path = args.results if args.results is not None else latest_results(_root(args))
-    text = format_table(load_results(path))
+    text = format_table(load_results(path), markdown=args.markdown)
     print(f"{path}:\n{text}")
     return text
 

@@ -54,6 +54,7 @@ class HeadResult:
     n_test: int
     tokens: int
     features: int
+    units: int | None = None  # convex heads: neurons / attention heads recovered (the rank)
     options: dict = field(default_factory=dict)
 
     def as_dict(self) -> dict:
@@ -355,16 +356,19 @@ def train_head(name: str, X_train, y_train, X_test, y_test, beta: float, device=
     elapsed = time.perf_counter() - t0
     tr_logits, te_logits = predict(model)
     tr_logits, te_logits = tr_logits.cpu(), te_logits.cpu()
+    units = None
     if hasattr(model, "parameters"):
         params = n_params(model)
     else:  # a convex fit: the parameters of its recovered non-convex weights
-        params = int(sum(np.size(v) for k, v in model.weights().items() if k != "G"))
+        w = model.weights()
+        params = int(sum(np.size(v) for k, v in w.items() if k != "G"))
+        units = int(np.shape(w["W2"])[0])  # neurons / heads recovered from the nonzero singular values
     return HeadResult(head=name, beta=beta, top1=topk(te_logits, yte, 1), top5=topk(te_logits, yte, 5),
                       params=params, train_time_s=elapsed, device=str(dev), convex=spec.convex,
                       gap_bound=None if gap is None else float(gap),
                       rel_gap=None if gap is None else float(gap) / max(abs(value), 1e-300),
                       objective=float(value), train_top1=topk(tr_logits, ytr, 1),
                       n_train=int(X_train.shape[0]), n_test=int(X_test.shape[0]),
-                      tokens=int(X_train.shape[1]), features=int(X_train.shape[2]),
+                      tokens=int(X_train.shape[1]), features=int(X_train.shape[2]), units=units,
                       options={"epochs": epochs, "batch_size": batch_size, "lr": lr, "seed": seed,
                                **options})
