@@ -361,22 +361,34 @@ def test_cli_pipeline_extract_train_report(fake_root, tmp_path, capsys):
     assert main(["extract", *common]) == 0
     out = capsys.readouterr().out
     assert f"train: {N_TRAIN} images -> 100 tokens x 64 features" in out
-    heads = hmod.available_heads()
+    own = [h for h in hmod.available_heads() if h not in hmod.CONVEX_HEADS]  # trained in this module
+    solved = [h for h in hmod.available_heads() if h in hmod.CONVEX_HEADS]  # by cal.solvers.fit_head
+    assert own == ["linear", "mlp_relu", "attention_softmax"]
     res_path = tmp_path / "res.json"
-    assert main(["train", *common, "--heads", "available", "--betas", "0.05,1", "--epochs", "30",
+    assert main(["train", *common, "--heads", ",".join(own), "--betas", "0.05,1", "--epochs", "30",
                  "--lr", "3e-3", "--reduce-dim", "12", "--reduce-tokens", "16", "--out", str(res_path)]) == 0
     out = capsys.readouterr().out
     assert "CIFAR-100:" in out and "STAND-IN" not in out
     res = load_results(res_path)
     assert res["data"]["source"] == SOURCE_REAL and res["data"]["n_train"] == N_TRAIN
     assert res["reduction"]["tokens"] == 16 and res["reduction"]["features"] == 12
-    assert [(r["head"], r["beta"]) for r in res["rows"]] == [(h, b) for h in heads for b in (0.05, 1.0)]
+    assert [(r["head"], r["beta"]) for r in res["rows"]] == [(h, b) for h in own for b in (0.05, 1.0)]
     rows = {(r["head"], r["beta"]): r for r in res["rows"]}
-    for r in res["rows"]:
+    all_rows = list(res["rows"])
+    if solved:  # the convex solvers' heads, on smaller features (their lifted matrices grow as d^3)
+        cvx_path = tmp_path / "cvx.json"
+        assert main(["train", *common, "--heads", ",".join(solved), "--betas", "0.05", "--reduce-dim", "4",
+                     "--reduce-tokens", "4", "--solver-option", "tol=1e-6", "--out", str(cvx_path)]) == 0
+        cvx = load_results(cvx_path)
+        assert [r["head"] for r in cvx["rows"]] == solved
+        all_rows += cvx["rows"]
+    for r in all_rows:
         assert 0 <= r["top1"] <= r["top5"] <= 1 and r["train_time_s"] > 0 and r["device"] == "cpu"
         assert (r["gap_bound"] is None) == (not r["convex"])
         if r["convex"]:
             assert r["rel_gap"] < 1e-4
+        if r["head"] in solved:
+            assert r["units"] >= 1 and r["rel_gap"] <= 1e-6 * 1.01
     assert rows[("linear", 0.05)]["params"] == 12 * 100
     assert rows[("mlp_relu", 0.05)]["params"] == 12 * 512 + 512 * 100
     assert rows[("attention_softmax", 0.05)]["params"] == 4 * (12 * 12 + 12 * 100)
@@ -386,7 +398,7 @@ def test_cli_pipeline_extract_train_report(fake_root, tmp_path, capsys):
     assert "no results under" in capsys.readouterr().err
     assert main(["report", str(res_path)]) == 0
     table = capsys.readouterr().out
-    for h in heads:
+    for h in own:
         assert h in table
     assert "rel gap" in table
     assert main(["report", str(res_path), "--markdown"]) == 0
@@ -394,6 +406,9 @@ def test_cli_pipeline_extract_train_report(fake_root, tmp_path, capsys):
     assert "| head | beta | top-1 |" in md and md.count("| linear |") == 2
     # train loaded the caches written by extract (nothing new under the cache folder)
     assert len(list(cmod.cache_dir(root).iterdir())) == 2
+    assert main(["report", "--list-heads"]) == 0
+    listing = capsys.readouterr().out
+    assert all(h in listing for h in hmod.HEADS)
     bad = tmp_path / "bad.json"
     bad.write_text("{}")
     assert main(["report", str(bad)]) == 2
@@ -409,5 +424,3 @@ def test_cli_on_standin_default_results_location(tmp_path, capsys):
     assert "SYNTHETIC STAND-IN" in out and "results written to" in out
     assert main(["report", "--data-root", str(tmp_path)]) == 0
     assert "SYNTHETIC STAND-IN (not CIFAR-100)" in capsys.readouterr().out
-    assert main(["report", "--list-heads"]) == 0
-    assert "attention_softmax" in capsys.readouterr().out
