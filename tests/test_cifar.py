@@ -424,3 +424,16 @@ def test_cli_on_standin_default_results_location(tmp_path, capsys):
     assert "SYNTHETIC STAND-IN" in out and "results written to" in out
     assert main(["report", "--data-root", str(tmp_path)]) == 0
     assert "SYNTHETIC STAND-IN (not CIFAR-100)" in capsys.readouterr().out
+
+
+def test_module_entry_point_runs_as_a_script():
+    import subprocess
+    import sys
+
+    out = subprocess.run([sys.executable, "-m", "cvxattn_lib.cifar", "report", "--list-heads"],
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert "attention_softmax" in out.stdout and "linear" in out.stdout
+    bad = subprocess.run([sys.executable, "-m", "cvxattn_lib.cifar", "train", "--heads", "nope"],
+                         capture_output=True, text=True, timeout=120)
+    assert bad.returncode == 2 and "unknown head(s) 'nope'" in bad.stderr
