@@ -5,6 +5,7 @@ Notebooks use ``import cvxattn_lib as cal`` and then ``cal.setup``, ``cal.convex
 
 from . import (arrangements, certificates, convex, exercises, losses, nonconvex, plots, toydata,
                validation, widgets)
+from . import solvers  # torch solvers of the convex heads with certificates (issue 5)
 from .cvxpy_solve import SolveError, installed_solvers, solve
 from .runtime import Config, data_root, device, is_fast, pick, setup
 

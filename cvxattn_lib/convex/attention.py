@@ -21,16 +21,14 @@ linear in Z, and :math:`\min\tfrac12\sum_j\|W_{1j}\|_F^2+\|W_{2j}\|_F^2` over th
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from functools import cached_property
 
 import cvxpy as cp
 import numpy as np
 
-from ..certificates import Certificate, certify
 from ..cvxpy_solve import solve
-from ..losses import loss_value
 from ..validation import (as_float_array, choice, positive_int, positive_scalar, seed_value,
                           targets)
+from .lifted import LiftedFit, pool_tokens
 from .mlp import cvx_loss, factor, nuclear_norm
 
 ATTENTION_ACTIVATIONS = ("linear", "gated_relu")
@@ -69,8 +67,12 @@ def design(X: np.ndarray, mask: np.ndarray | None) -> np.ndarray:
 
 
 @dataclass
-class AttentionFit:
-    """Solution of a self-attention convex program, with recovery and certificate."""
+class AttentionFit(LiftedFit):
+    r"""Solution of a self-attention convex program, with recovery and certificate.
+
+    ``prediction()``, ``regulariser()``, ``value``, ``singular_values()``, ``dual_norm(V)``
+    (:math:`\max_j\|B_j^\top V\|_2` reshaped to :math:`d^2\times dc`) and ``certificate()`` come
+    from :class:`~cvxattn_lib.convex.lifted.LiftedFit`."""
 
     activation: str
     loss: str
@@ -84,30 +86,6 @@ class AttentionFit:
     status: str
     solver: str
     rank_tol: float = 1e-7
-
-    @property
-    def pooled(self) -> bool:
-        """Mean-pooled logits (cross-entropy on labels) rather than token-level targets."""
-        return self.loss == "cross_entropy"
-
-    def _pool(self, M: np.ndarray) -> np.ndarray:
-        n, s = self.shape[:2]
-        return M.reshape(n, s, -1).mean(axis=1) if self.pooled else M
-
-    def prediction(self) -> np.ndarray:
-        """Outputs on the training data: (n s, c) token outputs, or (n, c) pooled logits."""
-        n, s, d, c = self.shape
-        out = sum(B @ Zj.reshape(d**3, c) for B, Zj in zip(self.designs, self.Z))
-        return self._pool(out)
-
-    def regulariser(self) -> float:
-        """sum_j ||Z_j||_*."""
-        return float(sum(np.linalg.norm(Zj, "nuc") for Zj in self.Z))
-
-    @cached_property
-    def value(self) -> float:
-        """The optimum, L(prediction) + beta sum_j ||Z_j||_*, recomputed in float64."""
-        return loss_value(self.prediction(), self.Y, self.loss) + self.beta * self.regulariser()
 
     def weights(self) -> dict[str, np.ndarray]:
         """Heads reaching :attr:`value`: ``W1`` (m, d, d), ``W2`` (m, d, c), and for gated ReLU
@@ -131,26 +109,6 @@ class AttentionFit:
     def n_heads(self) -> int:
         """Heads in the recovered network: the sum of the ranks of the lifted matrices."""
         return self.weights()["W1"].shape[0]
-
-    def singular_values(self) -> list[np.ndarray]:
-        """Singular values of each lifted matrix Z_j (descending)."""
-        return [np.linalg.svd(Zj, compute_uv=False) for Zj in self.Z]
-
-    def dual_norm(self, V: np.ndarray) -> float:
-        r""":math:`\max_j\|\mathcal{A}_j^*(V)\|_2` with :math:`\mathcal{A}_j^*(V)=B_j^\top V` reshaped to
-        :math:`d^2\times dc` (V pooled back to tokens for cross-entropy)."""
-        n, s, d, c = self.shape
-        Vt = np.repeat(V, s, axis=0) / s if self.pooled else V
-        return float(max(np.linalg.norm((B.T @ Vt).reshape(d * d, d * c), 2)
-                         for B in self.designs))
-
-    def certify(self) -> Certificate:
-        """Weak-duality certificate at this solution (see :mod:`cvxattn_lib.certificates`)."""
-        return certify(self.value, self.prediction(), self.Y, self.loss, self.beta, self.dual_norm)
-
-    def certificate(self) -> dict:
-        """``value``, ``lower_bound``, ``gap``, ``rel_gap``, ``dual_norm`` (<= beta at optimum)."""
-        return self.certify().as_dict()
 
 
 def _check(X, Y, loss):
@@ -204,8 +162,7 @@ def fit_self_attention(X, Y, beta, activation: str = "linear", gates=None, n_gat
     Zv = [cp.Variable((d * d, d * c)) for _ in designs]
     out = sum(B @ cp.reshape(Zj, (d**3, c), order="C") for B, Zj in zip(designs, Zv))
     if loss == "cross_entropy":
-        pool = np.kron(np.eye(n), np.full((1, s), 1.0 / s))
-        out = pool @ out
+        out = pool_tokens(out, n, s)
     problem = cp.Problem(cp.Minimize(cvx_loss(out, Yf, loss)
                                      + beta * sum(nuclear_norm(Zj) for Zj in Zv)))
     solver_value = solve(problem, solver=solver)

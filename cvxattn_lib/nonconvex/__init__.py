@@ -5,13 +5,15 @@ from __future__ import annotations
 from ..validation import (as_float_array, choice, positive_int, positive_scalar, seed_value,
                           targets)
 from .attention import ATTENTION_KINDS, MultiHeadAttention
+from .mixer import FNOHead, MixerHead, fno_objective, mixer_objective, train_fno, train_mixer
 from .mlp import ACTIVATIONS, TwoLayerNet, repeat_gates
 from .training import (OPTIMIZERS, TrainRun, evaluate, fit_adam_batched, fit_lbfgs, objective,
                        penalty, train_restarts)
 
 __all__ = ["TwoLayerNet", "repeat_gates", "OPTIMIZERS", "TrainRun", "evaluate", "fit_adam_batched",
            "fit_lbfgs", "objective", "penalty", "train_restarts", "train_mlp", "mlp_objective",
-           "ATTENTION_KINDS", "MultiHeadAttention", "train_attention", "attention_objective"]
+           "ATTENTION_KINDS", "MultiHeadAttention", "train_attention", "attention_objective",
+           "MixerHead", "FNOHead", "train_mixer", "train_fno", "mixer_objective", "fno_objective"]
 
 
 def train_mlp(X, Y, beta, activation: str = "relu", m: int = 16, gates=None,

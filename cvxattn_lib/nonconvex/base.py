@@ -1,5 +1,5 @@
-"""What every non-convex model here shares: weights ``W1``, ``W2`` (and gates ``G``) as numpy
-arrays, loading given weights, and float64 predictions."""
+"""What every non-convex model here shares: weights (``W1``, ``W2`` unless a model names others in
+``PARAMS``) and gates ``G`` as numpy arrays, loading given weights, and float64 predictions."""
 
 from __future__ import annotations
 
@@ -9,23 +9,24 @@ from torch import nn
 
 
 class WeightedModel(nn.Module):
-    """Base of the models with parameters ``W1``, ``W2`` and an optional gate buffer ``G``."""
+    """Base of the models with parameters ``PARAMS`` (``W1``, ``W2``) and an optional gate
+    buffer ``G``."""
 
     G: torch.Tensor | None
+    PARAMS: tuple[str, ...] = ("W1", "W2")
 
     def weights(self) -> dict[str, np.ndarray]:
-        """``W1``, ``W2`` (and ``G`` for gated models) as float64 numpy arrays."""
-        out = {"W1": self.W1.detach().cpu().double().numpy(),
-               "W2": self.W2.detach().cpu().double().numpy()}
+        """The ``PARAMS`` (and ``G`` for gated models) as float64 numpy arrays."""
+        out = {k: getattr(self, k).detach().cpu().double().numpy() for k in self.PARAMS}
         if self.G is not None:
             out["G"] = self.G.detach().cpu().double().numpy()
         return out
 
-    def load(self, W1: np.ndarray, W2: np.ndarray):
-        """Copy ``W1`` and ``W2`` into the parameters; returns the model."""
+    def load(self, *arrays: np.ndarray):
+        """Copy the arrays into the ``PARAMS`` (``W1``, ``W2``) in order; returns the model."""
         with torch.no_grad():
-            self.W1.copy_(torch.as_tensor(W1))
-            self.W2.copy_(torch.as_tensor(W2))
+            for k, a in zip(self.PARAMS, arrays, strict=True):
+                getattr(self, k).copy_(torch.as_tensor(a))
         return self
 
     def predict(self, X) -> np.ndarray:

@@ -1,0 +1,136 @@
+r"""MLP-Mixer token mixing with weight decay as nuclear-norm programs.
+
+A Mixer head j maps a sample :math:`X\in\mathbb{R}^{s\times d}` (s tokens, d channels) to
+:math:`A_jXB_j` with token mixing :math:`A_j` (s, s) and channel map :math:`B_j` (d, c); the layer
+sums m heads.  Gated ReLU: :math:`(1\{H_jX\ge0\}\odot A_jX)\,B_j`, the (s, d) mask of a fixed gate
+:math:`H_j` (s, s) applied elementwise to :math:`A_jX`.
+
+**Lifting (row-major vec, as in :mod:`.attention`).**  :math:`\mathrm{vec}(A)_{ts+u}=A[t,u]`,
+:math:`\mathrm{vec}(B)_{ac+b}=B[a,b]`, and :math:`Z=\sum_j\mathrm{vec}(A_j)\mathrm{vec}(B_j)^\top`
+(:math:`s^2\times dc`), i.e. :math:`Z[ts+u,\,ac+b]=\sum_jA_j[t,u]B_j[a,b]`.  Then
+
+.. math:: f(X)[t,b]=\sum_{u,a}M[t,a]\,X[u,a]\,Z[ts+u,\,ac+b]
+
+(:math:`M\equiv1` for the linear head), linear in Z.  With Z reshaped row-major to
+:math:`(s^2d)\times c` (row :math:`(ts+u)d+a`) this is ``design(X, M) @ Z.reshape(s*s*d, c)``,
+the design having entry :math:`\delta_{tt'}M[t,a]X[u,a]` in row (i, t), column (t', u, a).
+Since :math:`\min\tfrac12\sum_j\|A_j\|_F^2+\|B_j\|_F^2` over the heads giving Z is
+:math:`\|Z\|_*` (balanced SVD factors), the program is
+:math:`\min L(\sum_j\mathcal{A}_j(Z_j))+\beta\sum_j\|Z_j\|_*`, one nuclear norm per gate, exact
+once the network has rank(:math:`Z_j^\star`) heads per gate.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from ..validation import as_float_array, choice, positive_int, positive_scalar, seed_value
+from .attention import _check
+from .lifted import LiftedFit, lifted_program
+from .mlp import factor
+from ..nonconvex.mixer import MIXER_KINDS
+
+MIXER_ACTIVATIONS = MIXER_KINDS
+
+
+def lift_mixer(A: np.ndarray, B: np.ndarray) -> np.ndarray:
+    """Z = sum_j vec(A_j) vec(B_j)^T for heads A (m, s, s), B (m, d, c): shape (s^2, d c)."""
+    m = A.shape[0]
+    return A.reshape(m, -1).T @ B.reshape(m, -1)
+
+
+def mixer_masks(X: np.ndarray, gates: np.ndarray) -> np.ndarray:
+    """Masks 1{H_j X_i >= 0} for samples X (n, s, d), gates (P, s, s): shape (P, n, s, d)."""
+    return np.einsum("ptu,nua->pnta", gates, X) >= 0
+
+
+def mixer_design(X: np.ndarray, mask: np.ndarray | None) -> np.ndarray:
+    r"""The matrix D (n s, s^2 d) with outputs = D @ Z.reshape(s^2 d, c).
+
+    Row (i, t), column (t', u, a): :math:`\delta_{tt'}\,M_i[t,a]\,X_i[u,a]`; ``mask`` (n, s, d)
+    or ``None`` (linear head, :math:`M\equiv1`).
+    """
+    n, s, d = X.shape
+    M = np.ones((n, s, d)) if mask is None else mask.astype(float)
+    T = np.einsum("tq,nta,nua->ntqua", np.eye(s), M, X)
+    return T.reshape(n * s, s * s * d)
+
+
+def mixer_gates(s: int, gates=None, n_gates=None, seed: int = 0) -> np.ndarray:
+    """Gate matrices (P, s, s): ``gates`` checked, else ``n_gates`` (default 8) N(0,1) draws."""
+    if gates is not None:
+        return as_float_array("gates", gates, 3, shape=(None, s, s))
+    P = positive_int("n_gates", 8 if n_gates is None else n_gates)
+    return np.random.default_rng(seed).standard_normal((P, s, s))
+
+
+@dataclass
+class MixerFit(LiftedFit):
+    """Solution of a Mixer-head convex program, with recovery and certificate
+    (``prediction``, ``value``, ``dual_norm``, ``certificate`` from
+    :class:`~cvxattn_lib.convex.lifted.LiftedFit`)."""
+
+    activation: str
+    loss: str
+    beta: float
+    shape: tuple  # (n, s, d, c)
+    Y: np.ndarray = field(repr=False)  # (n s, c) targets, or (n,) labels with pooling
+    designs: list = field(repr=False)  # D_j (n s, s^2 d), one per gate (one for linear)
+    gates: np.ndarray = field(repr=False)  # (P, s, s); empty for linear
+    Z: list = field(repr=False)  # lifted matrices (s^2, d c), one per gate
+    solver_value: float
+    status: str
+    solver: str
+    rank_tol: float = 1e-7
+
+    def weights(self) -> dict[str, np.ndarray]:
+        """Heads reaching :attr:`value`: ``A`` (m, s, s), ``B`` (m, d, c), and for gated ReLU
+        ``G`` (m, s, s), the gate of each head; m = sum of the ranks of the Z_j."""
+        n, s, d, c = self.shape
+        top = max(np.linalg.norm(Zj, 2) for Zj in self.Z)
+        As, Bs, Gs = [], [], []
+        for j, Zj in enumerate(self.Z):
+            U, V = factor(Zj, self.rank_tol * max(top, 1.0))
+            r = U.shape[1]
+            As.append(U.T.reshape(r, s, s))
+            Bs.append(V.reshape(r, d, c))
+            if self.activation == "gated_relu":
+                Gs.append(np.repeat(self.gates[[j]], r, axis=0))
+        out = {"A": np.concatenate(As), "B": np.concatenate(Bs)}
+        if self.activation == "gated_relu":
+            out["G"] = np.concatenate(Gs)
+        return out
+
+    @property
+    def n_heads(self) -> int:
+        """Heads in the recovered network: the sum of the ranks of the lifted matrices."""
+        return self.weights()["A"].shape[0]
+
+
+def fit_mixer(X, Y, beta, activation: str = "linear", gates=None, n_gates=None, seed: int = 0,
+              loss: str = "squared", solver: str | None = None) -> MixerFit:
+    """Solve the convex program of a Mixer token-mixing head with weight decay ``beta``.
+
+    ``X`` (n, s, d); ``Y`` (n, s, c) token targets (squared loss) or integer labels (n,)
+    (softmax cross-entropy on mean-pooled logits).  ``activation``: ``'linear'`` (one nuclear
+    norm) or ``'gated_relu'`` (one per gate; gates (P, s, s) passed, or ``n_gates`` (default 8)
+    sampled with ``seed``).  Returns a :class:`MixerFit`.
+    """
+    X, Yf, c = _check(X, Y, loss)
+    beta = positive_scalar("beta", beta)
+    seed = seed_value("seed", seed)
+    activation = choice("activation", activation, MIXER_ACTIVATIONS)
+    n, s, d = X.shape
+    if activation == "linear":
+        G = np.zeros((0, s, s))
+        designs = [mixer_design(X, None)]
+    else:
+        G = mixer_gates(s, gates, n_gates, seed)
+        designs = [mixer_design(X, M) for M in mixer_masks(X, G)]
+    Z, value, problem = lifted_program(designs, [(s * s, d * c)] * len(designs), Yf, loss, beta,
+                                       n, s, solver)
+    return MixerFit(activation=activation, loss=loss, beta=beta, shape=(n, s, d, c), Y=Yf,
+                    designs=designs, gates=G, Z=Z, solver_value=value, status=problem.status,
+                    solver=problem.solver_stats.solver_name)

@@ -1,0 +1,187 @@
+"""``fit_head``: one entry point for every convex head and solver, returning a :class:`HeadFit`."""
+
+from __future__ import annotations
+
+import inspect
+import warnings
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from ..certificates import Certificate
+from ..nonconvex.training import cpu_threads_for
+from ..runtime import device as pick_device
+from ..validation import choice, positive_int, positive_scalar, seed_value
+from .burer_monteiro import burer_monteiro
+from .certify import compact_svd, to64
+from .fista import fista
+from .heads import HEADS, ConvexHead
+
+METHODS = ("fista", "burer_monteiro")
+DTYPES = {"float64": torch.float64, "float32": torch.float32, "bfloat16": torch.bfloat16}
+
+
+@dataclass
+class HeadFit:
+    """What every torch solver returns: the objective, its float64 certificate and the solution.
+
+    ``value`` = L + beta sum_j ||Z_j||_* at the returned point (float64); ``lower_bound`` a
+    certified lower bound on the optimum (weak duality); ``rel_gap`` = (value - lower_bound) / value.
+    ``stationary_bound`` (Burer–Monteiro only): (||grad_Z F||_2 / beta - 1)_+, a bound on the
+    relative suboptimality valid at a stationary point of the factored problem.
+    """
+
+    kind: str
+    activation: str
+    loss: str
+    beta: float
+    method: str
+    device: str
+    dtype: str
+    value: float
+    lower_bound: float
+    rel_gap: float
+    dual_norm: float
+    iterations: int
+    wall_time: float
+    converged: bool
+    message: str
+    certificate: Certificate = field(repr=False)
+    head: ConvexHead = field(repr=False)
+    history: list = field(repr=False, default_factory=list)
+    stationary_bound: float | None = None
+    info: dict = field(repr=False, default_factory=dict)
+    _Z: torch.Tensor | None = field(repr=False, default=None)
+    _factors: tuple | None = field(repr=False, default=None)
+    rank_tol: float = 1e-7
+
+    @property
+    def gates(self) -> np.ndarray:
+        """The gates used (as in the matching ``cal.convex`` fit; empty for linear heads)."""
+        return self.head.G
+
+    @property
+    def Z(self) -> list[np.ndarray]:
+        """The lifted matrices Z_j (p, q), float64 numpy (formed from the factors for
+        Burer–Monteiro: only ask for them when they fit in memory)."""
+        if self._Z is not None:
+            Z = to64(self._Z)
+        else:
+            U, V = self._factors
+            Z = to64(U) @ to64(V).transpose(1, 2)
+        Z = Z.cpu().numpy()
+        if not self.head.complex:
+            return list(Z)
+        from ..nonconvex.mixer import self_conjugate
+        return [z.real.copy() if sc else z for z, sc in zip(Z, self_conjugate(self.head.s))]
+
+    def _svd(self):
+        if self._Z is not None:
+            A, s, Bh = torch.linalg.svd(to64(self._Z), full_matrices=False)
+            return A, s, Bh.transpose(1, 2)
+        return compact_svd(*self._factors)
+
+    def weights(self) -> dict[str, np.ndarray]:
+        """Non-convex weights reaching :attr:`value`, in the names and shapes of the matching
+        ``cal.convex`` fit (``W1``, ``W2`` and ``G`` for gated heads): balanced factors of each
+        Z_j, keeping singular values above ``rank_tol`` times the largest (or 1)."""
+        if self.head.complex:  # per mode, real SVDs at the real (self-conjugate) modes
+            svds = [np.linalg.svd(z, full_matrices=False) for z in self.Z]
+            A, s, B = ([u for u, _, _ in svds], np.stack([sv for _, sv, _ in svds]),
+                       [vh.T for _, _, vh in svds])
+        else:
+            A, s, B = (t.cpu().numpy() for t in self._svd())
+        tol = self.rank_tol * max(float(s.max(initial=0.0)), 1.0)
+        As, Bs = [], []
+        for j in range(s.shape[0]):
+            keep = s[j] > tol
+            r = np.sqrt(s[j][keep])
+            As.append(A[j][:, keep] * r)
+            Bs.append(r[:, None] * B[j][:, keep].T)
+        return self.head.weights_from_factors(As, Bs)
+
+    def prediction(self) -> np.ndarray:
+        """Outputs on the training data in the loss's rows ((n s, c) tokens or (n, c) logits)."""
+        return self.info["prediction"]
+
+    def singular_values(self) -> list[np.ndarray]:
+        """Singular values of each Z_j (descending)."""
+        return [s for s in self._svd()[1].cpu().numpy()]
+
+
+def _options(fn, options: dict, method: str):
+    params = inspect.signature(fn).parameters.values()
+    allowed = [p.name for p in params if p.kind is p.POSITIONAL_OR_KEYWORD
+               and p.name not in ("head", "beta", "head64", "seed")]
+    allowed += ["power_iter", "power_tol", "explicit_limit", "dtype"]
+    bad = sorted(set(options) - set(allowed))
+    if bad:
+        raise TypeError(f"unknown option(s) {', '.join(map(repr, bad))} for method={method!r}; "
+                        f"valid options: {', '.join(sorted(set(allowed)))}")
+
+
+def fit_head(kind: str, X, Y, beta, method: str = "fista", device=None, activation: str | None = None,
+             gates=None, n_gates=None, seed: int = 0, loss: str = "squared", **options) -> HeadFit:
+    """Solve the convex program of a head with torch, on CPU or CUDA, with a float64 certificate.
+
+    ``kind``: a registered head (:data:`cal.solvers.HEADS`: ``'mlp'``, ``'self_attention'``,
+    ``'mixer'``, ``'fno'``); ``X``, ``Y``, ``activation``, ``gates``, ``n_gates``, ``seed``,
+    ``loss`` as the matching ``cal.convex.fit_*`` (same gates for the same seed); ``activation``
+    defaults to ``'gated_relu'`` for ``mlp``, ``'linear'`` for ``self_attention`` and ``mixer``,
+    and for ``fno`` names the mixing (``'circulant'`` default, or ``'spectral'``).
+    ``method``: ``'fista'`` (full batch, lifted Z; options ``max_iter``, ``tol`` (certified relative
+    gap to stop at, default 1e-6), ``check_every``, ``batch_size`` (evaluation chunks), ``L0``,
+    ``shrink``) or ``'burer_monteiro'`` (factors; options ``rank`` (columns per gate, default
+    min(p, q, 64)), ``epochs``, ``batch_size``, ``lr``, ``polish_iter``, ``init_scale``, ``tol``,
+    ``eval_batch_size``).  Both: ``dtype`` (``'float64'`` default; ``'float32'``/``'bfloat16'``
+    for training on a GPU, the certificate is always float64), ``progress``, ``power_iter``,
+    ``power_tol``, ``explicit_limit`` (spectral norms by SVD up to this many entries, else power
+    iteration).  ``device``: ``'cpu'``, ``'cuda'``, ... (default: CUDA when available).
+    """
+    kind = choice("kind", kind, tuple(HEADS))
+    method = choice("method", method, METHODS)
+    beta = positive_scalar("beta", beta)
+    seed = seed_value("seed", seed)
+    loss = choice("loss", loss, ("squared", "cross_entropy"))
+    dev = pick_device(device)
+    fn = fista if method == "fista" else burer_monteiro
+    _options(fn, options, method)
+    dtype_name = options.pop("dtype", "float64")
+    dtype = DTYPES[choice("dtype", dtype_name, tuple(DTYPES))]
+    cls = HEADS[kind]
+    activation = cls.DEFAULT_ACTIVATION if activation is None else activation
+    head = cls.build(X, Y, activation, gates, n_gates, seed, loss, dev, dtype)
+    head64 = head if dtype == torch.float64 else head.with_dtype(torch.float64)
+    if method == "burer_monteiro":
+        options.setdefault("seed", seed)
+    for name in ("max_iter", "epochs", "rank", "check_every", "batch_size"):
+        if options.get(name) is not None:
+            positive_int(name, options[name], minimum=0 if name == "epochs" else 1)
+    work = int(np.prod(head.shape)) * head.n
+    with cpu_threads_for(work, dev):
+        out = fn(head, beta, head64=head64, **options)
+    ev = out["evaluation"]
+    c = ev.certificate
+    tol = options.get("tol", 1e-6)
+    if out["converged"]:
+        message = f"certified relative gap {c.rel_gap:.2e} <= tol {tol:g}"
+    elif method == "fista":
+        message = (f"FISTA stopped after max_iter={out['iterations']} iterations with certified "
+                   f"relative gap {c.rel_gap:.2e} > tol {tol:g}: raise max_iter, loosen tol, or "
+                   "rescale X/Y (a large beta range or badly scaled data slows FISTA)")
+    else:
+        message = (f"Burer-Monteiro ended with certified relative gap {c.rel_gap:.2e} > tol {tol:g} "
+                   f"(stationary bound {out['info']['stationary_bound']:.2e}): raise rank, epochs or "
+                   "polish_iter, or use method='fista' when Z fits in memory")
+    if not out["converged"]:
+        warnings.warn(message, RuntimeWarning, stacklevel=2)
+    info = dict(out["info"], prediction=ev.prediction, dual_method=ev.dual.method,
+                power_iterations=ev.dual.iterations, power_rel_change=ev.dual.rel_change)
+    return HeadFit(kind=kind, activation=activation, loss=loss, beta=beta, method=method,
+                   device=str(dev), dtype=dtype_name, value=ev.value, lower_bound=c.lower_bound,
+                   rel_gap=c.rel_gap, dual_norm=c.dual_norm, iterations=out["iterations"],
+                   wall_time=out["wall_time"], converged=out["converged"], message=message,
+                   certificate=c, head=head64, history=out["history"],
+                   stationary_bound=out["info"].get("stationary_bound"), info=info,
+                   _Z=out.get("Zt"), _factors=out.get("factors"))
