@@ -12,8 +12,10 @@ Every head minimises the project's objective
 * ``attention_softmax``: non-convex softmax multi-head attention, mean-pooled logits
   (:class:`cal.nonconvex.MultiHeadAttention`);
   both trained by minibatch Adam on the device (objective divided by n), no gap bound;
-* convex heads (``mlp_gated_relu``, ``attention_linear``, ``attention_gated_relu``, ``mixer``,
-  ``fno``): solved by ``cal.solvers.fit_head`` with its certified gap.
+* convex heads (``mlp_gated_relu`` on the token mean; ``attention_linear``,
+  ``attention_gated_relu``, ``mixer`` (linear), ``mixer_gated_relu``, ``fno`` (circulant),
+  ``fno_spectral`` on the tokens): solved by ``cal.solvers.fit_head`` with its certified gap; test
+  logits come from the non-convex network with the recovered weights (:func:`twin`).
 """
 
 from __future__ import annotations
@@ -54,7 +56,8 @@ class HeadResult:
     n_test: int
     tokens: int
     features: int
-    units: int | None = None  # convex heads: neurons / attention heads recovered (the rank)
+    units: int | None = None  # convex heads: neurons / heads / kernels recovered (the rank)
+    twin_rel_diff: float | None = None  # convex heads: recovered network vs solver on train, relative
     options: dict = field(default_factory=dict)
 
     def as_dict(self) -> dict:
@@ -245,8 +248,10 @@ CONVEX_HEADS = {
     "mlp_gated_relu": ("mlp", "gated_relu", True),
     "attention_linear": ("self_attention", "linear", False),
     "attention_gated_relu": ("self_attention", "gated_relu", False),
-    "mixer": ("mixer", None, False),
-    "fno": ("fno", None, False),
+    "mixer": ("mixer", "linear", False),
+    "mixer_gated_relu": ("mixer", "gated_relu", False),
+    "fno": ("fno", "circulant", False),
+    "fno_spectral": ("fno", "spectral", False),
 }
 
 
@@ -295,21 +300,46 @@ def _convex_trainer(name: str):
     return train
 
 
-def _convex_predictions(fit, Xtr, Xte):
-    """Train and test logits of a solved convex head (its recovered non-convex twin on new data)."""
-    if hasattr(fit, "predict"):
-        return (torch.as_tensor(np.asarray(fit.prediction())).float(),
-                torch.as_tensor(np.asarray(fit.predict(Xte))).float())
-    from ..nonconvex import MultiHeadAttention, TwoLayerNet
+def recovered_units(fit) -> int:
+    """Neurons / heads / kernels the solution uses: singular values of the Z_j above
+    ``fit.rank_tol`` times the largest (or 1), as in ``fit.weights()``."""
+    svals = fit.singular_values()
+    top = max([float(np.max(v, initial=0.0)) for v in svals] + [0.0])
+    tol = fit.rank_tol * max(top, 1.0)
+    return int(sum(int(np.sum(v > tol)) for v in svals))
 
+
+def twin(fit, tokens: int):
+    """The non-convex network with the weights recovered from a convex fit (float64), which
+    predicts on new data; None when the solution is zero (beta above the largest dual norm)."""
+    from ..nonconvex import MultiHeadAttention, TwoLayerNet
+    from ..nonconvex.mixer import FNOHead, MixerHead
+
+    if recovered_units(fit) == 0:
+        return None
     w = fit.weights()
     if fit.kind == "mlp":
-        net = TwoLayerNet.from_weights(w, fit.activation)
-    elif fit.kind == "self_attention":
-        net = MultiHeadAttention.from_weights(w, fit.activation, pool=True)
-    else:
-        raise HeadUnavailableError(f"no way to predict with a {fit.kind!r} fit on new data")
-    return (torch.as_tensor(net.predict(Xtr)).float(), torch.as_tensor(net.predict(Xte)).float())
+        return TwoLayerNet.from_weights(w, fit.activation)
+    if fit.kind == "self_attention":
+        return MultiHeadAttention.from_weights(w, fit.activation, pool=True)
+    if fit.kind == "mixer":
+        return MixerHead.from_weights(w, fit.activation, pool=True)
+    if fit.kind == "fno":
+        return FNOHead.from_weights(dict(w, s=tokens), fit.activation, pool=True)
+    raise HeadUnavailableError(f"no non-convex twin to predict with a {fit.kind!r} fit on new data")
+
+
+def _convex_predictions(fit, Xtr, Xte):
+    """Train logits (the solver's own outputs) and test logits (the recovered twin on the test
+    tokens); also the largest difference of the twin's train logits from the solver's, relative to
+    their scale (recovery is exact, so this is round-off)."""
+    train = torch.as_tensor(np.asarray(fit.prediction(), dtype=np.float64))
+    net = twin(fit, Xtr.shape[1] if Xtr.ndim == 3 else 1)
+    if net is None:  # all-zero solution: logits zero everywhere
+        return train.float(), torch.zeros(Xte.shape[0], train.shape[1]), 0.0
+    mine = torch.as_tensor(net.predict(Xtr))
+    rel = float((mine - train).abs().max() / max(float(train.abs().max()), 1e-12))
+    return train.float(), torch.as_tensor(net.predict(Xte)).float(), rel
 
 
 for _name, (_kind, _act, _pool) in CONVEX_HEADS.items():
@@ -354,15 +384,14 @@ def train_head(name: str, X_train, y_train, X_test, y_test, beta: float, device=
     if dev.type == "cuda":
         torch.cuda.synchronize(dev)
     elapsed = time.perf_counter() - t0
-    tr_logits, te_logits = predict(model)
-    tr_logits, te_logits = tr_logits.cpu(), te_logits.cpu()
-    units = None
+    preds = predict(model)
+    tr_logits, te_logits = preds[0].cpu(), preds[1].cpu()
+    units = twin_diff = None
     if hasattr(model, "parameters"):
         params = n_params(model)
-    else:  # a convex fit: the parameters of its recovered non-convex weights
-        w = model.weights()
-        params = int(sum(np.size(v) for k, v in w.items() if k != "G"))
-        units = int(np.shape(w["W2"])[0])  # neurons / heads recovered from the nonzero singular values
+    else:  # a convex fit: the entries of its recovered non-convex weights (gates excluded)
+        units, twin_diff = recovered_units(model), preds[2]
+        params = 0 if units == 0 else int(sum(np.size(v) for k, v in model.weights().items() if k != "G"))
     return HeadResult(head=name, beta=beta, top1=topk(te_logits, yte, 1), top5=topk(te_logits, yte, 5),
                       params=params, train_time_s=elapsed, device=str(dev), convex=spec.convex,
                       gap_bound=None if gap is None else float(gap),
@@ -370,5 +399,6 @@ def train_head(name: str, X_train, y_train, X_test, y_test, beta: float, device=
                       objective=float(value), train_top1=topk(tr_logits, ytr, 1),
                       n_train=int(X_train.shape[0]), n_test=int(X_test.shape[0]),
                       tokens=int(X_train.shape[1]), features=int(X_train.shape[2]), units=units,
+                      twin_rel_diff=twin_diff,
                       options={"epochs": epochs, "batch_size": batch_size, "lr": lr, "seed": seed,
                                **options})
