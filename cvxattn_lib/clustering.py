@@ -4,11 +4,14 @@ A planted toy: tokens :math:`x_t=\mu_{k(t)}+\sigma\varepsilon_t` from K latent c
 spread evenly on a circle in a 2-D subspace (so tokens of one cluster have positive inner products,
 tokens of different clusters negative ones for K <= 3), and token targets that depend on cluster
 membership: :math:`y_t=\tfrac1s\sum_{u:k(u)=k(t)}x_u` (the mean of the query's own cluster, scaled).
+Every sample holds every cluster, about s/K tokens each, in random positions.
 
-From a trained layer we read which keys each query groups with: the positive part of each head's
-attention matrix :math:`\sigma_j(XW_{1j}X^\top)`, weighted by the head's output norm
-:math:`\|W_{2j}\|_F`, summed over heads and symmetrised.  Spectral clustering of that affinity gives a
-grouping of the tokens, scored with the adjusted Rand index (1: the planted clusters, ~0: chance).
+From a trained layer we read which keys each query groups with through the *contribution* of key u
+to the output of query t, :math:`c_{tu}=\sum_j\sigma_j(XW_{1j}X^\top)[t,u]\,W_{2j}^\top x_u`
+(the output of query t is :math:`\sum_u c_{tu}`).  Its norm, symmetrised, is the affinity: it uses
+every head's attention weights (and, for gated ReLU, its pattern) and how much the head's value map
+carries.  Spectral clustering of that affinity gives a grouping of the tokens, scored with the
+adjusted Rand index (1: the planted clusters, ~0: chance).
 """
 
 from __future__ import annotations
@@ -30,7 +33,10 @@ def planted_clusters(n: int = 40, s: int = 8, d: int = 4, K: int = 3, noise: flo
     basis = np.linalg.qr(rng.standard_normal((d, 2)))[0]  # a random 2-D subspace
     angles = 2 * np.pi * np.arange(K) / K
     centres = np.stack([np.cos(angles), np.sin(angles)], axis=1) @ basis.T  # (K, d), unit norm
-    clusters = rng.integers(0, K, size=(n, s))
+    if s < K:
+        raise ValueError(f"s must be >= K so that every sample holds every cluster, got s={s}, K={K}")
+    # every sample holds every cluster (as an image holds all of its parts), in random positions
+    clusters = rng.permuted(np.tile(np.arange(s) % K, (n, 1)), axis=1)
     X = centres[clusters] + noise * rng.standard_normal((n, s, d))
     same = clusters[:, :, None] == clusters[:, None, :]
     Y = np.einsum("ntu,nud->ntd", same.astype(float), X) / s
@@ -38,13 +44,15 @@ def planted_clusters(n: int = 40, s: int = 8, d: int = 4, K: int = 3, noise: flo
 
 
 def attention_affinity(weights: dict, activation: str, X: np.ndarray) -> np.ndarray:
-    """Symmetric token affinities (n, s, s): sum_j ||W2_j||_F * max(sigma_j(X W1_j X^T), 0)."""
+    r"""Symmetric token affinities (n, s, s): :math:`\|c_{tu}\|_2` symmetrised, with
+    :math:`c_{tu}=\sum_j\sigma_j(XW_{1j}X^\top)[t,u]\,W_{2j}^\top x_u` the contribution of key u to
+    the output of query t (``weights`` with ``W1`` (m, d, d), ``W2`` (m, d, c), ``G`` if gated)."""
     X = as_float_array("X", X, 3)
     net = MultiHeadAttention.from_weights(weights, activation)
     with torch.no_grad():
-        A = net.scores(torch.as_tensor(X)).clamp_min(0).numpy()  # (n, m, s, s)
-    scale = np.linalg.norm(np.asarray(weights["W2"]).reshape(len(weights["W2"]), -1), axis=1)
-    aff = np.einsum("nmtu,m->ntu", A, scale)
+        A = net.scores(torch.as_tensor(X)).numpy()  # (n, m, s, s)
+    values = np.einsum("nua,mac->nmuc", X, np.asarray(weights["W2"], float))
+    aff = np.linalg.norm(np.einsum("nmtu,nmuc->ntuc", A, values), axis=-1)
     return 0.5 * (aff + aff.transpose(0, 2, 1))
 
 

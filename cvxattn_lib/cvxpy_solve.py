@@ -41,6 +41,19 @@ def has_exponential_cone(problem: cp.Problem) -> bool:
     return any(issubclass(atom, exp_atoms) for atom in problem.atoms())
 
 
+def attempts(candidates: list[str]) -> list[tuple[bool, str]]:
+    """The order of (tight tolerances?, solver) tries: each solver at tight tolerances; an
+    interior-point solver that falls short is retried at its defaults straight away (a second or
+    so), while SCS's default run comes last (it is the least accurate).  The certificate of the
+    fit, not the solver's status, then tells how close to the optimum the result is."""
+    order = []
+    for name in candidates:
+        order.append((True, name))
+        if name != "SCS":
+            order.append((False, name))
+    return order + ([(False, "SCS")] if "SCS" in candidates else [])
+
+
 def solve(problem: cp.Problem, solver: str | None = None, verbose: bool = False,
           **options) -> float:
     """Solve ``problem`` to high accuracy and return its optimal value.
@@ -72,10 +85,12 @@ def solve(problem: cp.Problem, solver: str | None = None, verbose: bool = False,
                              f"installed (installed: {', '.join(available)}); "
                              "`pip install clarabel scs`.")
     tried = []
-    # first every solver at tight tolerances, then each at its own defaults: the certificate of
-    # the fit, not the solver's status, tells how close to the optimum the result is
-    for tight, name in [(True, c) for c in candidates] + [(False, c) for c in candidates]:
+    for tight, name in attempts(candidates):
         opts = {**(_TIGHT.get(name, {}) if tight else {}), **options}
+        if not tight:
+            # a warm start would reuse the cached solver *with its tight settings* (CVXPY merges
+            # new options into the old ones), so the retry at defaults must start cold
+            opts.setdefault("warm_start", False)
         try:
             problem.solve(solver=name, verbose=verbose, **opts)
         except cp.error.SolverError as exc:

@@ -167,3 +167,14 @@ def test_setup_makes_draws_repeatable(isolated_setup):
     for a, b, c in zip(first, again, other):
         np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
         assert not np.array_equal(np.asarray(a), np.asarray(c))
+
+
+def test_interior_point_solvers_retry_at_defaults_before_scs():
+    from cvxattn_lib.cvxpy_solve import attempts
+
+    # a PSD program where Clarabel stops "almost solved" at tight tolerances must not fall through
+    # to SCS's 200k-iteration tight run before Clarabel's own defaults are tried
+    assert attempts(["CLARABEL", "SCS"]) == [(True, "CLARABEL"), (False, "CLARABEL"),
+                                             (True, "SCS"), (False, "SCS")]
+    assert attempts(["SCS", "CLARABEL"]) == [(True, "SCS"), (True, "CLARABEL"),
+                                             (False, "CLARABEL"), (False, "SCS")]

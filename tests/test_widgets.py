@@ -96,9 +96,9 @@ def test_static_figure_matches_the_widget(explorer):
     """``figure(beta)`` is what a rendered page shows beside the widget."""
     import matplotlib.pyplot as plt
 
-    fig, fit = explorer.figure(BETA0)
+    fig, info = explorer.figure(BETA0)
     try:
-        assert fit.value == explorer.last["value"]
-        assert f"{fit.n_neurons} neurons" in fig.axes[0].get_title()
+        assert info["value"] == explorer.last["value"]
+        assert f"{info['n_neurons']} neurons" in fig.axes[0].get_title()
     finally:
         plt.close(fig)

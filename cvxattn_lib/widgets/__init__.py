@@ -1,0 +1,11 @@
+"""Widget builders: one call returns the widget; no global state, so tests can drive them.
+
+Callbacks draw into an ``ipywidgets.Output`` through ``Output.capture`` (errors would otherwise
+vanish in JupyterLab); solves are cached per widget, and sliders that solve use
+``continuous_update=False``.  One module per notebook topic; :mod:`.base` holds what they share.
+"""
+
+from .base import Explorer, log_slider
+from .mlp import BetaExplorer, mlp_beta_explorer
+
+__all__ = ["Explorer", "log_slider", "BetaExplorer", "mlp_beta_explorer"]
