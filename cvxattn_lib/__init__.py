@@ -12,6 +12,6 @@ from .runtime import Config, data_root, device, is_fast, pick, setup
 __version__ = "0.1.0"
 
 __all__ = ["arrangements", "certificates", "convex", "exercises", "losses", "nonconvex", "plots",
-           "toydata", "validation", "widgets",
+           "toydata", "validation", "widgets", "solvers",
            "SolveError", "installed_solvers", "solve", "Config", "data_root", "device",
            "is_fast", "pick", "setup", "__version__"]
