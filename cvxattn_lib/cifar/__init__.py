@@ -11,9 +11,10 @@ from .cli import (format_table, latest_results, load_results, main, prepare_feat
                   run_heads, save_results)
 from .data import (CIFAR100_ARCHIVE, CIFAR100_MD5, CifarDataError, CifarDataset, CifarSplit,
                    DataUnavailableWarning, load_cifar100, synthetic_cifar100, write_cifar_folder)
+from . import explore
 from .heads import HEADS, HeadResult, HeadUnavailableError, available_heads, train_head
 
-__all__ = ["DEFAULT_BACKBONE", "Backbone", "PretrainedUnavailableWarning", "run_with_backoff",
+__all__ = ["explore", "DEFAULT_BACKBONE", "Backbone", "PretrainedUnavailableWarning", "run_with_backoff",
            "CacheCorruptError", "CacheRebuildWarning", "FeatureCache", "extract_features", "find_caches",
            "open_cache", "reduce_features", "CIFAR100_ARCHIVE", "CIFAR100_MD5", "CifarDataError",
            "CifarDataset", "CifarSplit", "DataUnavailableWarning", "load_cifar100", "synthetic_cifar100",

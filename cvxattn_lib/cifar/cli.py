@@ -154,7 +154,8 @@ def prepare_features(root=None, backbone: str = DEFAULT_BACKBONE, pretrained: bo
                      progress: bool = True, verbose: bool = True) -> dict:
     """Data (or its stand-in), backbone and both feature caches (loaded if present, else extracted).
 
-    Returns ``{"root", "backbone", "caches": {"train": FeatureCache, "test": ...}, "source"}``; the
+    Returns ``{"root", "backbone", "caches": {"train": FeatureCache, "test": ...}, "source", "splits"}``
+    (``splits``: the images, :class:`CifarSplit` per split); the
     first ``n_train`` / ``n_test`` images are used (all when None)."""
     from ..runtime import data_root
     from .backbone import Backbone, check_name
@@ -177,7 +178,8 @@ def prepare_features(root=None, backbone: str = DEFAULT_BACKBONE, pretrained: bo
         for split, c in caches.items():
             print(f"{split}: {len(c)} images -> {c.features.shape[1]} tokens x {c.features.shape[2]} "
                   f"features (fp16) in {c.path}")
-    return {"root": root, "backbone": bb, "caches": caches, "source": splits["train"].source}
+    return {"root": root, "backbone": bb, "caches": caches, "source": splits["train"].source,
+            "splits": splits}
 
 
 def resolve_heads(spec) -> list[str]:

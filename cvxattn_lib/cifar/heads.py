@@ -354,11 +354,13 @@ def available_heads() -> list[str]:
 
 def train_head(name: str, X_train, y_train, X_test, y_test, beta: float, device=None, epochs: int = 10,
                batch_size: int = 256, lr: float = 1e-3, seed: int = 0, progress: bool = True,
-               classes: int = 100, **options) -> HeadResult:
+               classes: int = 100, return_model: bool = False, **options):
     """Train head ``name`` at ``beta`` on (X_train (n, s, d), y_train) and score it on the test split.
 
     Returns a :class:`HeadResult` (top-1/top-5 test accuracy, parameters, training time, device, gap
-    bound).  Options: ``width`` (mlp_relu hidden units, 512), ``attn_heads`` (4), ``lbfgs_iter``
+    bound); with ``return_model`` also the trained model (a torch module, or the convex
+    ``cal.solvers.HeadFit``) as ``(result, model)``.  Options: ``width`` (mlp_relu hidden units,
+    512), ``attn_heads`` (4), ``lbfgs_iter``
     (linear, 1000), ``method`` and ``solver_options`` (convex heads, passed to ``fit_head``)."""
     from ..runtime import device as pick_device
 
@@ -392,13 +394,14 @@ def train_head(name: str, X_train, y_train, X_test, y_test, beta: float, device=
     else:  # a convex fit: the entries of its recovered non-convex weights (gates excluded)
         units, twin_diff = recovered_units(model), preds[2]
         params = 0 if units == 0 else int(sum(np.size(v) for k, v in model.weights().items() if k != "G"))
-    return HeadResult(head=name, beta=beta, top1=topk(te_logits, yte, 1), top5=topk(te_logits, yte, 5),
-                      params=params, train_time_s=elapsed, device=str(dev), convex=spec.convex,
-                      gap_bound=None if gap is None else float(gap),
-                      rel_gap=None if gap is None else float(gap) / max(abs(value), 1e-300),
-                      objective=float(value), train_top1=topk(tr_logits, ytr, 1),
-                      n_train=int(X_train.shape[0]), n_test=int(X_test.shape[0]),
-                      tokens=int(X_train.shape[1]), features=int(X_train.shape[2]), units=units,
-                      twin_rel_diff=twin_diff,
-                      options={"epochs": epochs, "batch_size": batch_size, "lr": lr, "seed": seed,
-                               **options})
+    result = HeadResult(head=name, beta=beta, top1=topk(te_logits, yte, 1), top5=topk(te_logits, yte, 5),
+                        params=params, train_time_s=elapsed, device=str(dev), convex=spec.convex,
+                        gap_bound=None if gap is None else float(gap),
+                        rel_gap=None if gap is None else float(gap) / max(abs(value), 1e-300),
+                        objective=float(value), train_top1=topk(tr_logits, ytr, 1),
+                        n_train=int(X_train.shape[0]), n_test=int(X_test.shape[0]),
+                        tokens=int(X_train.shape[1]), features=int(X_train.shape[2]), units=units,
+                        twin_rel_diff=twin_diff,
+                        options={"epochs": epochs, "batch_size": batch_size, "lr": lr, "seed": seed,
+                                 **options})
+    return (result, model) if return_model else result

@@ -6,6 +6,8 @@ vanish in JupyterLab); solves are cached per widget, and sliders that solve use
 """
 
 from .base import Explorer, log_slider
+from .cifar import SweepExplorer, TokenGroupExplorer, cifar_sweep_explorer, cifar_token_explorer
 from .mlp import BetaExplorer, mlp_beta_explorer
 
-__all__ = ["Explorer", "log_slider", "BetaExplorer", "mlp_beta_explorer"]
+__all__ = ["Explorer", "log_slider", "BetaExplorer", "mlp_beta_explorer", "SweepExplorer",
+           "TokenGroupExplorer", "cifar_sweep_explorer", "cifar_token_explorer"]
