@@ -142,7 +142,7 @@ def plot_sweep(results: dict, beta: float | None = None, axes=None):
     """Test top-1 (left) and recovered units -- the rank: neurons / heads / kernels -- (right) against
     beta for every head; a dashed line marks ``beta``.  Returns the figure."""
     if axes is None:
-        fig, axes = plt.subplots(1, 2, figsize=(12, 4.2))
+        fig, axes = plt.subplots(1, 2, figsize=(12, 4.2), layout="constrained")
     else:
         fig = axes[0].figure
     heads = list(dict.fromkeys(r["head"] for r in results["rows"]))
@@ -164,7 +164,6 @@ def plot_sweep(results: dict, beta: float | None = None, axes=None):
         for ax in axes:
             ax.axvline(beta, color="k", ls=":", lw=1)
     fig.suptitle(_label(results), fontsize=9)
-    fig.tight_layout()
     return fig
 
 
@@ -203,7 +202,7 @@ def plot_token_groups(image: np.ndarray, groups: dict, title: str = "", axes=Non
         raise ValueError(f"image must be uint8 (3, H, W), got shape {image.shape}")
     n = 1 + len(groups)
     if axes is None:
-        fig, axes = plt.subplots(1, n, figsize=(2.6 * n, 3.0))
+        fig, axes = plt.subplots(1, n, figsize=(2.6 * n, 3.2), layout="constrained")
     else:
         fig = axes[0].figure
     rgb = image.transpose(1, 2, 0)
@@ -222,7 +221,6 @@ def plot_token_groups(image: np.ndarray, groups: dict, title: str = "", axes=Non
         ax.title.set_fontsize(9)
     if title:
         fig.suptitle(title, fontsize=9)
-    fig.tight_layout()
     return fig
 
 
