@@ -196,7 +196,7 @@ def token_groups(head: str, model, X, K: int = 4, seed: int = 0) -> np.ndarray:
 
 def plot_token_groups(image: np.ndarray, groups: dict, title: str = "", axes=None):
     """The image (uint8 (3, H, W)) and, per head, its token groups (s,) drawn over the patch grid
-    (side sqrt(s)) on top of the image.  Returns the figure."""
+    (side sqrt(s)) on top of the image in grey.  Returns the figure."""
     image = np.asarray(image)
     if image.ndim != 3 or image.shape[0] != 3:
         raise ValueError(f"image must be uint8 (3, H, W), got shape {image.shape}")
@@ -209,13 +209,14 @@ def plot_token_groups(image: np.ndarray, groups: dict, title: str = "", axes=Non
     axes[0].imshow(rgb, interpolation="nearest")
     axes[0].set(title="image", xlabel="x (pixels)", ylabel="y (pixels)")
     H, W = rgb.shape[:2]
+    gray = rgb.astype(float) @ np.array([0.299, 0.587, 0.114])
     for ax, (name, lab) in zip(axes[1:], groups.items()):
         lab = np.asarray(lab)
         g = grid_side(lab.size)
         if g is None:
             raise ValueError(f"{name}: {lab.size} tokens do not form a square grid")
-        ax.imshow(rgb, interpolation="nearest", extent=(0, W, H, 0))
-        ax.imshow(lab.reshape(g, g), cmap="tab10", vmin=0, vmax=9, alpha=0.55, interpolation="nearest",
+        ax.imshow(gray, cmap="gray", interpolation="nearest", extent=(0, W, H, 0))  # groups stand out on grey
+        ax.imshow(lab.reshape(g, g), cmap="tab10", vmin=0, vmax=9, alpha=0.6, interpolation="nearest",
                   extent=(0, W, H, 0))
         ax.set(title=f"{name}\n{len(np.unique(lab))} groups, {g}x{g} grid", xlabel="x (pixels)")
         ax.title.set_fontsize(9)
