@@ -8,9 +8,11 @@ vanish in JupyterLab); solves are cached per widget, and sliders that solve use
 from .attention import (AttentionRankExplorer, ClusteringExplorer, attention_rank_explorer,
                         clustering_explorer)
 from .base import Explorer, log_slider
+from .cifar import SweepExplorer, TokenGroupExplorer, cifar_sweep_explorer, cifar_token_explorer
 from .mixer import MixerExplorer, mixer_beta_explorer
 from .mlp import BetaExplorer, mlp_beta_explorer
 
 __all__ = ["Explorer", "log_slider", "BetaExplorer", "mlp_beta_explorer", "AttentionRankExplorer",
            "ClusteringExplorer", "attention_rank_explorer", "clustering_explorer", "MixerExplorer",
-           "mixer_beta_explorer"]
+           "mixer_beta_explorer", "SweepExplorer", "TokenGroupExplorer", "cifar_sweep_explorer",
+           "cifar_token_explorer"]

@@ -1,0 +1,373 @@
+r"""Feature cache: backbone tokens stored once as fp16 ``.npy`` files, memory-mapped by the heads.
+
+Layout under the data root: ``cache/cifar100/<key>/`` with
+
+* ``features.npy`` fp16 (N, s, d) -- a plain NumPy array file, ``numpy.load(path, mmap_mode='r')``
+  reads it without pickle (so does ``torch.from_numpy`` on the map);
+* ``labels.npy`` int64 (N,);
+* ``meta.json`` -- the key's fields (backbone, pretrained, split, transform, library version, data
+  source, N), shapes and the md5 of each 64 MiB block of ``features.npy`` (hashed on parallel
+  threads: hashlib releases the GIL, so checking 5 GB takes about a second on 16 cores).
+
+The key names the backbone, whether its weights were pretrained, the split, the image transform, the
+data source, the number of images and the library version, plus a short hash of all of them.
+
+Writing is crash-safe: features go into ``features.npy.partial`` (pre-allocated with its final
+header) chunk by chunk; after each chunk is flushed, ``progress.json`` (rewritten atomically: temp
+file + ``os.replace``) records how many images are done.  A killed extraction resumes at the first
+chunk not recorded; the final name appears only through an atomic rename once every chunk is in and
+``meta.json`` (with the checksum) is written, so a reader never sees a half-written cache.  On load the
+header, size and (by default) md5 are checked; a mismatch raises :class:`CacheCorruptError`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from ..validation import choice, positive_int
+from .backbone import Backbone, run_with_backoff
+from .data import SOURCE_REAL, CifarSplit
+
+BLOCK = 64 << 20  # bytes per checksummed block
+
+
+def block_md5s(path: Path, block: int = BLOCK, workers: int | None = None) -> list[str]:
+    """md5 of each ``block``-byte block of a file, computed on a thread pool."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    size = Path(path).stat().st_size
+
+    def one(start: int) -> str:
+        with open(path, "rb") as f:
+            f.seek(start)
+            return hashlib.md5(f.read(min(block, size - start))).hexdigest()
+
+    starts = range(0, max(size, 1), block)
+    with ThreadPoolExecutor(max_workers=workers or min(16, os.cpu_count() or 1)) as pool:
+        return list(pool.map(one, starts))
+
+CACHE_SUBDIR = Path("cache") / "cifar100"
+DTYPE = np.float16
+
+
+class CacheCorruptError(RuntimeError):
+    """A cache file does not match its metadata (truncated, overwritten, wrong header)."""
+
+
+class CacheRebuildWarning(UserWarning):
+    """A corrupt cache was found and is being rebuilt."""
+
+
+def library_version() -> str:
+    from .. import __version__
+
+    return __version__
+
+
+def cache_fields(backbone: Backbone, data: CifarSplit, seed: int = 0) -> dict:
+    """The fields a cache key is made of."""
+    fields = {"backbone": backbone.name, "pretrained": bool(backbone.pretrained), "split": data.split,
+              "transform": backbone.transform, "source": data.source, "n": len(data),
+              "version": library_version(), "dtype": np.dtype(DTYPE).name}
+    if data.source != SOURCE_REAL:
+        fields["seed"] = int(seed)
+    return fields
+
+
+def cache_key(fields: dict) -> str:
+    """``<backbone>-<pretrained|random>-<split>-n<N>-<source>-v<version>-<hash>``."""
+    digest = hashlib.sha1(json.dumps(fields, sort_keys=True).encode()).hexdigest()[:10]
+    src = "real" if fields["source"] == SOURCE_REAL else "standin"
+    weights = "pretrained" if fields["pretrained"] else "random"
+    return (f"{fields['backbone']}-{weights}-{fields['split']}-n{fields['n']}-{src}"
+            f"-v{fields['version']}-{digest}")
+
+
+def _atomic_write_bytes(path: Path, payload: bytes) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "wb") as f:
+        f.write(payload)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def atomic_write_json(path: Path, obj) -> None:
+    """Write JSON to ``path`` through a temporary file and ``os.replace`` (never half-written)."""
+    _atomic_write_bytes(Path(path), (json.dumps(obj, indent=2, sort_keys=True) + "\n").encode())
+
+
+def _atomic_save_npy(path: Path, arr: np.ndarray) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "wb") as f:
+        np.save(f, arr, allow_pickle=False)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+@dataclass
+class FeatureCache:
+    """A finished cache: ``features`` fp16 memory map (N, s, d), ``labels`` int64 (N,), ``meta``."""
+
+    path: Path
+    features: np.ndarray
+    labels: np.ndarray
+    meta: dict
+
+    @property
+    def key(self) -> str:
+        return self.path.name
+
+    def __len__(self) -> int:
+        return int(self.features.shape[0])
+
+    def tensor(self, device=None, dtype=torch.float16) -> torch.Tensor:
+        """All features as one tensor on ``device`` (fp16 by default: half the memory)."""
+        return to_device(self.features, device, dtype)
+
+
+def to_device(X: np.ndarray, device=None, dtype=torch.float16, chunk: int = 4096) -> torch.Tensor:
+    """A (memory-mapped) array as one tensor on ``device``, copied in chunks (no full copy in RAM)."""
+    out = torch.empty(X.shape, dtype=dtype, device=device)
+    for i in range(0, X.shape[0], chunk):
+        out[i:i + chunk] = torch.from_numpy(np.array(X[i:i + chunk])).to(device=device, dtype=dtype)
+    return out
+
+
+def open_cache(path, verify: bool = True) -> FeatureCache:
+    """Open a finished cache folder; check header, shape, file size and (``verify``) the md5.
+
+    Raises :class:`CacheCorruptError` naming the file and what is wrong."""
+    path = Path(path)
+    meta_path, feat_path, lab_path = path / "meta.json", path / "features.npy", path / "labels.npy"
+    if not (meta_path.is_file() and feat_path.is_file() and lab_path.is_file()):
+        raise FileNotFoundError(f"no finished feature cache in {path} (needs meta.json, features.npy, "
+                                "labels.npy); run `python -m cvxattn_lib.cifar extract`")
+    try:
+        meta = json.loads(meta_path.read_text())
+        shape = tuple(meta["shape"])
+    except (ValueError, KeyError) as exc:
+        raise CacheCorruptError(f"{meta_path} is not valid cache metadata ({exc}); delete {path} "
+                                "and extract again (or pass --rebuild)") from exc
+    size = feat_path.stat().st_size
+    if size != meta.get("bytes"):
+        raise CacheCorruptError(f"corrupt feature cache {feat_path}: file has {size} bytes, metadata says "
+                                f"{meta.get('bytes')} (truncated or overwritten). Delete {path} and extract "
+                                "again (or pass --rebuild).")
+    try:
+        feats = np.load(feat_path, mmap_mode="r", allow_pickle=False)
+        labels = np.load(lab_path, allow_pickle=False)
+    except Exception as exc:
+        raise CacheCorruptError(f"{feat_path} (or labels.npy) cannot be read as a NumPy array "
+                                f"({type(exc).__name__}: {exc}); delete {path} and extract again "
+                                "(or pass --rebuild)") from exc
+    problems = []
+    if feats.shape != shape or feats.dtype != np.dtype(meta.get("dtype", "float16")):
+        problems.append(f"array is {feats.dtype} {feats.shape}, metadata says {meta.get('dtype')} {shape}")
+    if labels.shape != (shape[0],):
+        problems.append(f"labels.npy has shape {labels.shape}, expected ({shape[0]},)")
+    if not problems and verify:
+        got, want = block_md5s(feat_path), meta.get("block_md5")
+        if got != want:
+            bad = [i for i, (a, b) in enumerate(zip(got, want or [])) if a != b] or ["all"]
+            problems.append(f"md5 of block(s) {bad[:5]} ({BLOCK >> 20} MiB each) differ from the "
+                            "recorded sums")
+    if problems:
+        raise CacheCorruptError(f"corrupt feature cache {feat_path}: " + "; ".join(problems)
+                                + f". Delete {path} and extract again (or pass --rebuild).")
+    return FeatureCache(path, feats, labels, meta)
+
+
+def cache_dir(root=None) -> Path:
+    from ..runtime import data_root
+
+    return (Path(root) if root is not None else data_root()) / CACHE_SUBDIR
+
+
+def find_caches(root=None, **match) -> list[Path]:
+    """Folders of finished caches under ``root`` whose metadata equal every ``match`` field (e.g. backbone,
+    split, source, n); pretrained ones first.  Unreadable ones are skipped (checked when opened)."""
+    out = []
+    base = cache_dir(root)
+    if not base.is_dir():
+        return out
+    for meta_path in sorted(base.glob("*/meta.json")):
+        try:
+            meta = json.loads(meta_path.read_text())
+        except ValueError:
+            continue
+        if all(meta.get(k) == v for k, v in match.items() if v is not None) \
+                and (meta_path.parent / "features.npy").is_file():
+            out.append(meta_path.parent)
+    out.sort(key=lambda p: not json.loads((p / "meta.json").read_text()).get("pretrained"))
+    return out
+
+
+def extract_features(backbone: Backbone, data: CifarSplit, root=None, batch_size: int = 256,
+                     chunk_size: int | None = None, seed: int = 0, rebuild: bool = False,
+                     verify: bool = True, progress: bool = True,
+                     after_chunk: Callable[[int], None] | None = None) -> FeatureCache:
+    """Tokens of every image of ``data`` through ``backbone``, cached (load if present, else extract).
+
+    ``chunk_size`` images (default ``8 * batch_size``) are extracted, written and recorded at a time;
+    a run that is killed resumes at the first unrecorded chunk.  ``batch_size`` halves on CUDA OOM.
+    A corrupt finished cache is reported (:class:`CacheRebuildWarning`) and rebuilt.
+    ``after_chunk(done)`` is called after each recorded chunk (tests interrupt extraction there).
+    """
+    batch_size = positive_int("batch_size", batch_size)
+    chunk_size = positive_int("chunk_size", chunk_size or 8 * batch_size)
+    fields = cache_fields(backbone, data, seed)
+    path = cache_dir(root) / cache_key(fields)
+    if (path / "features.npy").exists() and not rebuild:  # a finished cache (renamed last)
+        try:
+            return open_cache(path, verify=verify)
+        except (CacheCorruptError, FileNotFoundError) as exc:
+            warnings.warn(f"{exc}\nRebuilding it.", CacheRebuildWarning, stacklevel=2)
+            rebuild = True
+    if rebuild:
+        for name in ("features.npy", "labels.npy", "meta.json", "progress.json", "features.npy.partial"):
+            (path / name).unlink(missing_ok=True)
+    path.mkdir(parents=True, exist_ok=True)
+    s, d = backbone.token_shape()
+    n = len(data)
+    partial, prog_path = path / "features.npy.partial", path / "progress.json"
+    plan = {"fields": fields, "shape": [n, s, d]}  # any chunk or batch size may resume
+    done = 0
+    if prog_path.exists() and partial.exists():
+        try:
+            prog = json.loads(prog_path.read_text())
+            if prog.get("plan") == plan:
+                done = int(prog["done"])
+        except (ValueError, KeyError, TypeError):
+            done = 0
+    if done > 0:
+        try:
+            mm = np.load(partial, mmap_mode="r+", allow_pickle=False)
+            if mm.shape != (n, s, d) or mm.dtype != DTYPE:
+                done = 0
+        except (ValueError, OSError):  # a damaged partial file: start over
+            done = 0
+    if done == 0:
+        mm = np.lib.format.open_memmap(partial, mode="w+", dtype=DTYPE, shape=(n, s, d))
+        atomic_write_json(prog_path, {"plan": plan, "done": 0})
+
+    def run(imgs: np.ndarray) -> torch.Tensor:
+        return backbone.tokens(torch.from_numpy(np.ascontiguousarray(imgs))).half()
+
+    bar = tqdm(total=n, initial=done, desc=f"extract {data.split} ({backbone.name})", unit="img",
+               disable=not progress)
+    try:
+        for start in range(done, n, chunk_size):
+            stop = min(n, start + chunk_size)
+            feats, batch_size = run_with_backoff(run, data.images[start:stop], batch_size)
+            mm[start:stop] = feats.numpy()
+            mm.flush()
+            atomic_write_json(prog_path, {"plan": plan, "done": stop})
+            bar.update(stop - start)
+            if after_chunk is not None:
+                after_chunk(stop)
+    finally:
+        bar.close()
+        del mm
+    _atomic_save_npy(path / "labels.npy", np.asarray(data.labels, dtype=np.int64))
+    meta = dict(fields, shape=[n, s, d], bytes=partial.stat().st_size, block_md5=block_md5s(partial),
+                tokens=s, features=d, key=path.name)
+    atomic_write_json(path / "meta.json", meta)
+    os.replace(partial, path / "features.npy")
+    prog_path.unlink(missing_ok=True)
+    return open_cache(path, verify=False)
+
+
+def remove_cache(path) -> None:
+    """Delete one cache folder."""
+    shutil.rmtree(Path(path), ignore_errors=True)
+
+
+REDUCTIONS = ("none", "pca", "pool")
+
+
+def _join(before: str, step: str) -> str:
+    return step if before == "none" else f"{before}+{step}"
+
+
+def reduce_features(train: np.ndarray, test: np.ndarray, dim: int | None = None,
+                    method: str = "pca", tokens: int | None = None, chunk: int = 2048, device=None):
+    r"""Smaller features for heads whose lifted matrices would not fit (float32 outputs).
+
+    * ``tokens`` t: average-pool the token grid to t tokens (a square grid of sqrt(t) x sqrt(t) when
+      both are squares, e.g. 196 -> 49, else 1-D adaptive pooling);
+    * ``dim`` d with ``method='pca'``: project each token on the top-d principal directions of the
+      *train* tokens, :math:`x \mapsto (x-\mu)V_d` (fit in float64 on train only, the moments
+      accumulated on ``device``: a GPU does 50k x 196 tokens in a second);
+      ``method='pool'``: average groups of adjacent features down to d.
+    Returns ``(train', test', info)`` (float32 when reduced, else the inputs as they are); ``info``
+    records what was done (for the results file).
+    """
+    choice("method", method, REDUCTIONS)
+    s, F = train.shape[1:]
+    info = {"tokens": s, "features": F, "method": "none"}
+
+    def pool_tokens(x: torch.Tensor) -> torch.Tensor:
+        g, h = int(round(np.sqrt(s))), int(round(np.sqrt(tokens)))
+        if g * g == s and h * h == tokens:
+            x = x.transpose(1, 2).reshape(x.shape[0], F, g, g)
+            return torch.nn.functional.adaptive_avg_pool2d(x, h).flatten(2).transpose(1, 2)
+        return torch.nn.functional.adaptive_avg_pool1d(x.transpose(1, 2), tokens).transpose(1, 2)
+
+    def apply(X: np.ndarray, fn) -> np.ndarray:
+        parts = [fn(torch.from_numpy(np.asarray(X[i:i + chunk], dtype=np.float32)))
+                 for i in range(0, X.shape[0], chunk)]
+        return torch.cat(parts).numpy()
+
+    if tokens is not None:
+        tokens = positive_int("tokens", tokens)
+        if tokens > s:
+            raise ValueError(f"tokens must be at most the backbone's {s} tokens, got {tokens}")
+        train, test = apply(train, pool_tokens), apply(test, pool_tokens)
+        info.update(tokens=tokens, method="pool-tokens")
+    if dim is None or method == "none":
+        return train, test, info  # unchanged (fp16 memory maps stay maps: no copy of 5 GB)
+    dim = positive_int("dim", dim)
+    if dim > F:
+        raise ValueError(f"dim must be at most the backbone's {F} features, got {dim}")
+    if method == "pool":
+        def fn(x):
+            return torch.nn.functional.adaptive_avg_pool1d(x.reshape(-1, 1, F), dim).reshape(
+                x.shape[0], x.shape[1], dim)
+        info.update(features=dim, method=_join(info["method"], "pool-features"))
+        return apply(train, fn), apply(test, fn), info
+    # PCA on train tokens: mean and second moment in float64 on ``device``, chunked over the
+    # (possibly memory-mapped) array; the covariance is F x F, so its eigh is cheap anywhere
+    dev = torch.device(device) if device is not None else torch.device("cpu")
+    total, mu, C = 0, torch.zeros(F, dtype=torch.float64, device=dev), torch.zeros(
+        (F, F), dtype=torch.float64, device=dev)
+    step = max(1, chunk // 4)
+    for i in range(0, train.shape[0], step):
+        x = torch.from_numpy(np.array(train[i:i + step])).to(dev).double().reshape(-1, F)
+        total += x.shape[0]
+        mu += x.sum(0)
+        C += x.T @ x
+    mu /= total
+    C = C / total - torch.outer(mu, mu)
+    evals, evecs = (t.cpu().numpy() for t in torch.linalg.eigh(C))
+    mu = mu.cpu().numpy()
+    V = torch.from_numpy(evecs[:, ::-1][:, :dim].astype(np.float32).copy())
+    m = torch.from_numpy(mu.astype(np.float32))
+
+    def proj(x):
+        return (x - m) @ V
+    info.update(features=dim, method=_join(info["method"], "pca"),
+                explained_variance=float(evals[::-1][:dim].sum() / max(evals.sum(), 1e-300)))
+    return apply(train, proj), apply(test, proj), info

@@ -1,0 +1,285 @@
+r"""CIFAR-100 on disk, checked by md5, with a plainly labelled synthetic stand-in when offline.
+
+The data live in torchvision's layout under the data root (:func:`cvxattn_lib.data_root`):
+``<root>/cifar-100-python/{train,test,meta}``, each a pickled dict (``b'data'`` uint8 (N, 3072) in
+R, G, B planes of 32 x 32, ``b'fine_labels'``, ``b'coarse_labels'``, ``b'filenames'``; ``meta`` holds
+``b'fine_label_names'``).  Downloads go through torchvision into that root; the files are then read
+by :func:`read_split` here, *after* every file has been checked against a manifest of md5s.  The
+manifest defaults to the official sums (:data:`CIFAR100_MD5`); passing another one (a dict or a JSON
+file) is how tests and custom copies use the same reader on files in the same format.
+
+Offline, :func:`load_cifar100` says so plainly (URL, md5, where to put the files) and returns a
+synthetic stand-in in the same format (seeded class prototypes plus noise, so heads beat chance),
+marked ``source='synthetic stand-in'`` everywhere it goes (cache keys, results, tables).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import pickle
+import socket
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..validation import choice, positive_int, seed_value
+
+FOLDER = "cifar-100-python"
+SPLITS = ("train", "test")
+N_CLASSES = 100
+N_COARSE = 20
+SOURCE_REAL = "cifar100"
+SOURCE_STANDIN = "synthetic stand-in"
+
+#: the one registry of what is downloaded: url and md5 of the archive
+CIFAR100_ARCHIVE = {"url": "https://www.cs.toronto.edu/~kriz/cifar-100-python.tar.gz",
+                    "filename": "cifar-100-python.tar.gz",
+                    "md5": "eb9058c3a382ffc7106e4002c42a8d85"}
+#: md5 of each extracted file (the same sums torchvision checks)
+CIFAR100_MD5 = {"train": "16019d7e3df5f24257cddd939b257f8d",
+                "test": "f0ef6b0ae62326f3e7ffdfab6717acfc",
+                "meta": "7973b15100ade9c7d40fb424638fde48"}
+
+
+class CifarDataError(RuntimeError):
+    """CIFAR-100 files are present but wrong (md5 mismatch, missing file, unreadable pickle)."""
+
+
+class DataUnavailableWarning(UserWarning):
+    """CIFAR-100 could not be found or downloaded; a synthetic stand-in is used instead."""
+
+
+@dataclass(frozen=True)
+class CifarSplit:
+    """One split as arrays: ``images`` uint8 (N, 3, 32, 32), ``labels`` int64 (N,) fine labels,
+    ``coarse`` int64 (N,), ``class_names`` (100 names), ``source`` (real or stand-in)."""
+
+    images: np.ndarray
+    labels: np.ndarray
+    coarse: np.ndarray
+    class_names: tuple
+    split: str
+    source: str
+
+    def __len__(self) -> int:
+        return int(self.images.shape[0])
+
+    def subset(self, n: int | None) -> "CifarSplit":
+        """The first ``n`` images (all when ``n`` is None or larger than the split)."""
+        if n is None or n >= len(self):
+            return self
+        n = positive_int("subset", n)
+        return CifarSplit(self.images[:n], self.labels[:n], self.coarse[:n], self.class_names,
+                          self.split, self.source)
+
+
+class CifarDataset(torch.utils.data.Dataset):
+    """A torch ``Dataset`` over a :class:`CifarSplit`: items ``(uint8 tensor (3, 32, 32), label)``.
+
+    Use ``DataLoader(ds, batch_size, num_workers=0)`` in notebooks (workers hang in Jupyter)."""
+
+    def __init__(self, split: CifarSplit):
+        self.split = split
+
+    def __len__(self) -> int:
+        return len(self.split)
+
+    def __getitem__(self, i):
+        return torch.from_numpy(np.ascontiguousarray(self.split.images[i])), int(self.split.labels[i])
+
+
+def md5sum(path: Path, chunk: int = 1 << 20) -> str:
+    """Hex md5 of a file, read in chunks."""
+    h = hashlib.md5()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(chunk), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def load_manifest(manifest) -> dict:
+    """``None`` -> the official md5s; a dict or a JSON file ``{"train": md5, "test": md5, "meta": md5}``."""
+    if manifest is None:
+        return dict(CIFAR100_MD5)
+    if isinstance(manifest, (str, Path)):
+        path = Path(manifest)
+        if not path.is_file():
+            raise ValueError(f"manifest={str(path)!r} is not a file; give a JSON file mapping "
+                             "'train', 'test' and 'meta' to md5 sums (or leave it out for the official ones)")
+        manifest = json.loads(path.read_text())
+    if not isinstance(manifest, dict) or set(manifest) != set(CIFAR100_MD5):
+        raise ValueError(f"manifest must map exactly {sorted(CIFAR100_MD5)} to md5 sums, got {manifest!r}")
+    return {k: str(v).lower() for k, v in manifest.items()}
+
+
+def how_to_get(root: Path) -> str:
+    """The manual steps to get CIFAR-100 into ``root`` (printed when it is missing)."""
+    a = CIFAR100_ARCHIVE
+    return (f"To get the real data, download {a['url']} (md5 {a['md5']}, 161 MB) and extract it into "
+            f"{root} so that {root / FOLDER}/train, test and meta exist "
+            f"(e.g. `tar -xzf {a['filename']} -C {root}`), or run "
+            f"`python -m cvxattn_lib.cifar extract --data-root {root}` on a machine with internet.")
+
+
+def check_files(root: Path, manifest=None) -> dict:
+    """Check ``<root>/cifar-100-python/{train,test,meta}`` against the manifest.
+
+    Returns the paths; raises :class:`CifarDataError` naming the bad file and the expected md5."""
+    sums = load_manifest(manifest)
+    folder = Path(root) / FOLDER
+    paths = {}
+    for name in sums:
+        path = folder / name
+        if not path.is_file():
+            raise CifarDataError(f"{path} is missing (the folder {folder} exists, so the copy is "
+                                 f"incomplete). Delete {folder} and get the data again. " + how_to_get(root))
+    for name, want in sums.items():
+        path = folder / name
+        got = md5sum(path)
+        if got != want:
+            raise CifarDataError(f"{path} has md5 {got}, expected {want}: the file is corrupt or not "
+                                 f"CIFAR-100. Delete {folder} and get the data again. " + how_to_get(root))
+        paths[name] = path
+    return paths
+
+
+def _unpickle(path: Path) -> dict:
+    try:
+        with open(path, "rb") as f:
+            return pickle.load(f, encoding="bytes")
+    except Exception as exc:  # any unpickling failure is a data error for the user
+        raise CifarDataError(f"{path} could not be read as a CIFAR-100 pickle: {exc}") from exc
+
+
+def read_split(root: Path, split: str, manifest=None) -> CifarSplit:
+    """Read one split from the md5-checked files (the checks run first, then the pickles are read)."""
+    choice("split", split, SPLITS)
+    paths = check_files(root, manifest)
+    raw = _unpickle(paths[split])
+    meta = _unpickle(paths["meta"])
+    try:
+        data = np.asarray(raw[b"data"], dtype=np.uint8)
+        labels = np.asarray(raw[b"fine_labels"], dtype=np.int64)
+        coarse = np.asarray(raw[b"coarse_labels"], dtype=np.int64)
+        names = tuple(n.decode() if isinstance(n, bytes) else str(n) for n in meta[b"fine_label_names"])
+    except KeyError as exc:
+        raise CifarDataError(f"{paths[split]} lacks the key {exc} of the CIFAR-100 format") from exc
+    if data.ndim != 2 or data.shape[1] != 3 * 32 * 32 or labels.shape != (data.shape[0],):
+        raise CifarDataError(f"{paths[split]}: expected data (N, 3072) and N labels, got "
+                             f"{data.shape} and {labels.shape}")
+    images = data.reshape(-1, 3, 32, 32)
+    return CifarSplit(images, labels, coarse, names, split, SOURCE_REAL)
+
+
+def download(root: Path) -> bool:
+    """Download and extract the archive into ``root`` with torchvision (md5-checked); False offline."""
+    from torchvision.datasets.utils import download_and_extract_archive
+
+    a = CIFAR100_ARCHIVE
+    host = a["url"].split("/")[2]
+    try:  # fail fast offline: urllib has no timeout and would hang on a filtered network
+        socket.create_connection((host, 443), timeout=5).close()
+    except OSError as exc:
+        warnings.warn(f"Cannot reach {host} to download CIFAR-100 ({exc})", DataUnavailableWarning,
+                      stacklevel=2)
+        return False
+    try:
+        download_and_extract_archive(a["url"], str(root), filename=a["filename"], md5=a["md5"])
+    except Exception as exc:  # offline, DNS failure, HTTP error, bad archive
+        warnings.warn(f"Downloading CIFAR-100 failed: {type(exc).__name__}: {exc}", DataUnavailableWarning,
+                      stacklevel=2)
+        return False
+    return True
+
+
+def synthetic_cifar100(split: str, n: int, seed: int = 0) -> CifarSplit:
+    r"""A synthetic stand-in in the CIFAR-100 format (NOT CIFAR-100).
+
+    Class k has a smooth colour prototype :math:`P_k` (an 4 x 4 x 3 random pattern upsampled to
+    32 x 32); an image is :math:`\mathrm{clip}(128 + 60 P_k + 40\,\varepsilon)` with Gaussian noise
+    :math:`\varepsilon` and a random shift, so the classes are learnable but not trivial.  Prototypes
+    depend on ``seed`` only; the split picks different noise (train and test share the classes).
+    """
+    choice("split", split, SPLITS)
+    n = positive_int("n", n)
+    seed = seed_value("seed", seed)
+    proto_rng = np.random.default_rng(seed)
+    low = proto_rng.standard_normal((N_CLASSES, 3, 4, 4))
+    protos = np.repeat(np.repeat(low, 8, axis=2), 8, axis=3)  # (100, 3, 32, 32)
+    rng = np.random.default_rng([seed, SPLITS.index(split) + 1])
+    labels = np.arange(n, dtype=np.int64) % N_CLASSES
+    rng.shuffle(labels)
+    shifts = rng.integers(-3, 4, size=(n, 2))
+    imgs = np.empty((n, 3, 32, 32), dtype=np.uint8)
+    for i in range(n):
+        p = np.roll(protos[labels[i]], tuple(shifts[i]), axis=(1, 2))
+        x = 128.0 + 60.0 * p + 40.0 * rng.standard_normal((3, 32, 32))
+        imgs[i] = np.clip(x, 0, 255).astype(np.uint8)
+    names = tuple(f"standin_{k:02d}" for k in range(N_CLASSES))
+    return CifarSplit(imgs, labels, labels // (N_CLASSES // N_COARSE), names, split, SOURCE_STANDIN)
+
+
+STANDIN_SIZES = {"train": 5000, "test": 1000}
+
+
+def load_cifar100(split: str = "train", root=None, download_missing: bool = True, manifest=None,
+                  standin: bool = True, standin_size: int | None = None, seed: int = 0,
+                  verbose: bool = True) -> CifarSplit:
+    """CIFAR-100 ``split`` from ``root`` (default :func:`cvxattn_lib.data_root`), md5-checked.
+
+    * files present: checked against ``manifest`` (default the official md5s) and read; a mismatch
+      raises :class:`CifarDataError` (never silently replaced by the stand-in);
+    * folder absent: downloaded through torchvision when ``download_missing`` (and checked);
+    * still absent (offline): a plain message how to get the data, then, if ``standin``, a synthetic
+      stand-in of ``standin_size`` images (default 5000 train / 1000 test) in the same format,
+      else :class:`CifarDataError`.
+    """
+    from ..runtime import data_root
+
+    choice("split", split, SPLITS)
+    root = Path(root) if root is not None else data_root()
+    if root.exists() and not root.is_dir():
+        raise ValueError(f"data root {root} is a file, not a folder; pass a folder (or unset CVXATTN_DATA)")
+    if not root.is_dir():
+        raise ValueError(f"data root {root} does not exist; create it or pass an existing folder")
+    folder = root / FOLDER
+    if not folder.exists() and download_missing:
+        download(root)
+    if folder.exists():
+        return read_split(root, split, manifest)
+    msg = (f"CIFAR-100 is not available: {folder} does not exist and it could not be downloaded "
+           f"(this machine is probably offline). " + how_to_get(root))
+    if not standin:
+        raise CifarDataError(msg)
+    n = standin_size or STANDIN_SIZES[split]
+    msg += (f"\nContinuing on a SYNTHETIC STAND-IN ({n} {split} images in the CIFAR-100 format, 100 "
+            f"made-up classes, seed {seed}). Accuracies on it say nothing about CIFAR-100.")
+    warnings.warn(msg, DataUnavailableWarning, stacklevel=2)
+    if verbose:
+        print(msg)
+    return synthetic_cifar100(split, n, seed)
+
+
+def write_cifar_folder(root: Path, splits: dict, class_names=None) -> dict:
+    """Write ``splits`` ({'train': CifarSplit-like, 'test': ...}) in CIFAR-100's on-disk format
+    under ``<root>/cifar-100-python``; return the md5 manifest of the files (for tests and copies)."""
+    folder = Path(root) / FOLDER
+    folder.mkdir(parents=True, exist_ok=True)
+    for name, sp in splits.items():
+        n = len(sp.labels)
+        raw = {b"filenames": [f"{name}_{i:05d}.png".encode() for i in range(n)],
+               b"batch_label": f"{name} batch".encode(),
+               b"fine_labels": [int(v) for v in sp.labels],
+               b"coarse_labels": [int(v) for v in sp.coarse],
+               b"data": np.ascontiguousarray(sp.images.reshape(n, -1), dtype=np.uint8)}
+        with open(folder / name, "wb") as f:
+            pickle.dump(raw, f)
+    names = class_names or [f"class_{k:02d}" for k in range(N_CLASSES)]
+    with open(folder / "meta", "wb") as f:
+        pickle.dump({b"fine_label_names": [s.encode() for s in names],
+                     b"coarse_label_names": [f"coarse_{k:02d}".encode() for k in range(N_COARSE)]}, f)
+    return {k: md5sum(folder / k) for k in CIFAR100_MD5}

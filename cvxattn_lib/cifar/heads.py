@@ -1,0 +1,407 @@
+r"""Heads trained on cached tokens X (n, s, d) with CIFAR-100 labels, and how each is scored.
+
+Every head minimises the project's objective
+:math:`\sum_i \mathrm{CE}(f(X_i), y_i) + \tfrac{\beta}{2}\sum \|W\|_F^2` (sum over samples), so one
+``beta`` means the same for all heads.
+
+* ``linear``: logits :math:`\bar x W` on the token mean :math:`\bar x`; convex, solved by full-batch
+  L-BFGS in float64, with the duality gap
+  :math:`p(W) - \max_{t\in[0,1]} \big[\sum_i H(e_{y_i} + t(p_i - e_{y_i})) - \tfrac{t^2}{2\beta}
+  \|\bar X^\top (P - E)\|_F^2\big]` as a certified bound on the distance to the global optimum;
+* ``mlp_relu``: non-convex two-layer ReLU net on :math:`\bar x` (:class:`cal.nonconvex.TwoLayerNet`);
+* ``attention_softmax``: non-convex softmax multi-head attention, mean-pooled logits
+  (:class:`cal.nonconvex.MultiHeadAttention`);
+  both trained by minibatch Adam on the device (objective divided by n), no gap bound;
+* convex heads (``mlp_gated_relu`` on the token mean; ``attention_linear``,
+  ``attention_gated_relu``, ``mixer`` (linear), ``mixer_gated_relu``, ``fno`` (circulant),
+  ``fno_spectral`` on the tokens): solved by ``cal.solvers.fit_head`` with its certified gap; test
+  logits come from the non-convex network with the recovered weights (:func:`twin`).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Callable
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from ..validation import positive_int, positive_scalar, seed_value
+from .cache import to_device
+
+
+class HeadUnavailableError(RuntimeError):
+    """A head whose solver is not installed in this version of the library."""
+
+
+@dataclass
+class HeadResult:
+    """One trained head at one beta: test accuracy, size, time, device and optimality gap."""
+
+    head: str
+    beta: float
+    top1: float
+    top5: float
+    params: int
+    train_time_s: float
+    device: str
+    convex: bool
+    gap_bound: float | None  # certified objective - lower bound (None for non-convex heads)
+    rel_gap: float | None
+    objective: float  # training objective (sum convention), float64
+    train_top1: float
+    n_train: int
+    n_test: int
+    tokens: int
+    features: int
+    units: int | None = None  # convex heads: neurons / heads / kernels recovered (the rank)
+    twin_rel_diff: float | None = None  # convex heads: recovered network vs solver on train, relative
+    options: dict = field(default_factory=dict)
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class HeadSpec:
+    """A registered head: how to train it and whether it is convex."""
+
+    name: str
+    convex: bool
+    description: str
+    train: Callable
+
+
+HEADS: dict[str, HeadSpec] = {}
+
+
+def register(name: str, convex: bool, description: str):
+    def deco(fn):
+        HEADS[name] = HeadSpec(name, convex, description, fn)
+        return fn
+    return deco
+
+
+def check_heads(names) -> list[str]:
+    """Head names as a list; unknown names raise a ``ValueError`` listing the known ones."""
+    if isinstance(names, str):
+        names = [h for h in names.split(",") if h]
+    names = list(names)
+    bad = [h for h in names if h not in HEADS]
+    if bad or not names:
+        raise ValueError(f"unknown head(s) {', '.join(map(repr, bad)) or '(none given)'}; choose from "
+                         f"{', '.join(HEADS)}")
+    return names
+
+
+def pooled(X: np.ndarray, chunk: int = 4096) -> np.ndarray:
+    """Token mean (n, d) in float32, chunked over a (possibly memory-mapped) (n, s, d) array."""
+    return np.concatenate([np.asarray(X[i:i + chunk], dtype=np.float32).mean(1)
+                           for i in range(0, X.shape[0], chunk)])
+
+
+def topk(logits: torch.Tensor, y: torch.Tensor, k: int) -> float:
+    """Fraction of rows whose label is among the k largest logits."""
+    k = min(k, logits.shape[1])
+    return float((logits.topk(k, dim=1).indices == y[:, None]).any(1).float().mean())
+
+
+def predict_batched(model, X: torch.Tensor, batch_size: int, dtype) -> torch.Tensor:
+    with torch.no_grad():
+        return torch.cat([model(X[i:i + batch_size].to(dtype)).float()
+                          for i in range(0, X.shape[0], batch_size)])
+
+
+def n_params(model) -> int:
+    return int(sum(p.numel() for p in model.parameters() if p.requires_grad))
+
+
+def adam_minibatch(model, X: torch.Tensor, y: torch.Tensor, beta: float, epochs: int, batch_size: int,
+                   lr: float, seed: int, dtype=torch.float32, progress: bool = True, desc: str = "") -> float:
+    r"""Minibatch Adam (cosine rate) on :math:`\frac1n[\sum_i \mathrm{CE}_i + \beta\,\mathrm{penalty}]`:
+    each step uses the batch mean of CE plus :math:`\frac{\beta}{n}` penalty, an unbiased estimate.
+    ``X`` stays in its storage dtype (fp16 on the device); batches are cast to ``dtype``.  Returns the
+    last epoch's mean objective per sample."""
+    from ..nonconvex.training import penalty
+
+    n = X.shape[0]
+    opt = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=lr)
+    steps = epochs * ((n + batch_size - 1) // batch_size)
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, max(steps, 1))
+    gen = torch.Generator().manual_seed(seed)
+    last = float("nan")
+    for _ in tqdm(range(epochs), desc=desc, disable=not progress, leave=False):
+        order = torch.randperm(n, generator=gen).to(X.device)
+        total = 0.0
+        for i in range(0, n, batch_size):
+            idx = order[i:i + batch_size]
+            xb, yb = X[idx].to(dtype), y[idx]
+            f = torch.nn.functional.cross_entropy(model(xb), yb) + beta / n * penalty(model)
+            opt.zero_grad(set_to_none=True)
+            f.backward()
+            opt.step()
+            sched.step()
+            total += float(f.detach()) * len(idx)
+        last = total / n
+    return last
+
+
+def _sum_objective(logits: torch.Tensor, y: torch.Tensor, model, beta: float) -> float:
+    from ..nonconvex.training import penalty
+
+    with torch.no_grad():
+        ce = torch.nn.functional.cross_entropy(logits.double(), y, reduction="sum")
+        return float(ce + beta * penalty(model).double())
+
+
+class LinearHead(torch.nn.Module):
+    """Logits ``x W`` (no bias: every weight is penalised, as in the convex heads)."""
+
+    def __init__(self, d: int, c: int, dtype=torch.float64):
+        super().__init__()
+        self.W = torch.nn.Parameter(torch.zeros(d, c, dtype=dtype))
+
+    def forward(self, x):
+        return x @ self.W
+
+
+def linear_gap(P: np.ndarray, y: np.ndarray, Xbar: np.ndarray, beta: float, value: float):
+    r"""Certified gap of the L2-regularised softmax regression at a point with probabilities P.
+
+    Fenchel duality: :math:`p^\star \ge \sum_i H(q_i) - \frac{1}{2\beta}\|\bar X^\top V\|_F^2` for
+    :math:`V = Q - E` with rows :math:`q_i` in the simplex; we take :math:`V = t(P - E)` and the best
+    :math:`t\in[0,1]` (concave in t).  Returns ``(gap, lower_bound)``."""
+    from scipy.optimize import minimize_scalar
+
+    from ..losses import neg_conjugate, one_hot
+
+    E = one_hot(y, P.shape[1])
+    V = P - E
+    xv = float(np.sum((Xbar.T @ V) ** 2))
+
+    def neg_bound(t):
+        return -(neg_conjugate(t * V, y, "cross_entropy") - t * t * xv / (2 * beta))
+
+    res = minimize_scalar(neg_bound, bounds=(0.0, 1.0), method="bounded", options={"xatol": 1e-12})
+    lower = max(-res.fun, -neg_bound(1.0), -neg_bound(0.0))
+    return value - lower, lower
+
+
+@register("linear", convex=True, description="softmax regression on the token mean (convex, L-BFGS)")
+def train_linear(data, beta, device, epochs, batch_size, lr, seed, progress, options):
+    from ..nonconvex.training import fit_lbfgs
+
+    Xtr = torch.from_numpy(pooled(data["X_train"])).to(device, torch.float64)
+    ytr = data["y_train"].to(device)
+    model = LinearHead(Xtr.shape[1], data["classes"]).to(device)
+    fit_lbfgs(model, Xtr, ytr, beta, "cross_entropy", max_iter=options.get("lbfgs_iter", 1000), tol=1e-12)
+    with torch.no_grad():
+        logits = model(Xtr)
+        value = _sum_objective(logits, ytr, model, beta)
+        P = torch.softmax(logits, 1).cpu().numpy()
+    gap, _ = linear_gap(P, ytr.cpu().numpy(), Xtr.cpu().numpy(), beta, value)
+    Xte = torch.from_numpy(pooled(data["X_test"])).to(device, torch.float64)
+    return model, value, gap, lambda m: (predict_batched(m, Xtr, 8192, torch.float64),
+                                         predict_batched(m, Xte, 8192, torch.float64))
+
+
+@register("mlp_relu", convex=False, description="two-layer ReLU net on the token mean (non-convex, Adam)")
+def train_mlp_relu(data, beta, device, epochs, batch_size, lr, seed, progress, options):
+    from ..nonconvex import TwoLayerNet
+
+    Xtr = torch.from_numpy(pooled(data["X_train"])).to(device)
+    ytr = data["y_train"].to(device)
+    gen = torch.Generator().manual_seed(seed)
+    model = TwoLayerNet(Xtr.shape[1], options.get("width", 512), data["classes"], "relu",
+                        generator=gen, dtype=torch.float32).to(device)
+    adam_minibatch(model, Xtr, ytr, beta, epochs, batch_size, lr, seed, progress=progress, desc="mlp_relu")
+    Xte = torch.from_numpy(pooled(data["X_test"])).to(device)
+    with torch.no_grad():
+        value = _sum_objective(model(Xtr), ytr, model, beta)
+    return model, value, None, lambda m: (predict_batched(m, Xtr, 8192, torch.float32),
+                                          predict_batched(m, Xte, 8192, torch.float32))
+
+
+@register("attention_softmax", convex=False,
+          description="softmax multi-head self-attention, mean-pooled logits (non-convex, Adam)")
+def train_attention_softmax(data, beta, device, epochs, batch_size, lr, seed, progress, options):
+    from ..nonconvex import MultiHeadAttention
+
+    Xtr = to_device(data["X_train"], device, torch.float16)
+    ytr = data["y_train"].to(device)
+    gen = torch.Generator().manual_seed(seed)
+    model = MultiHeadAttention(Xtr.shape[2], options.get("attn_heads", 4), data["classes"], "softmax",
+                               pool=True, generator=gen, dtype=torch.float32).to(device)
+    adam_minibatch(model, Xtr, ytr, beta, epochs, batch_size, lr, seed, progress=progress,
+                   desc="attention_softmax")
+    Xte = to_device(data["X_test"], device, torch.float16)
+    eval_bs = max(batch_size, 256)
+    logits = predict_batched(model, Xtr, eval_bs, torch.float32)
+    value = _sum_objective(logits, ytr, model, beta)
+    return model, value, None, lambda m: (logits, predict_batched(m, Xte, eval_bs, torch.float32))
+
+
+#: convex heads solved by ``cal.solvers.fit_head``: name -> (solver kind, activation, pooled input)
+CONVEX_HEADS = {
+    "mlp_gated_relu": ("mlp", "gated_relu", True),
+    "attention_linear": ("self_attention", "linear", False),
+    "attention_gated_relu": ("self_attention", "gated_relu", False),
+    "mixer": ("mixer", "linear", False),
+    "mixer_gated_relu": ("mixer", "gated_relu", False),
+    "fno": ("fno", "circulant", False),
+    "fno_spectral": ("fno", "spectral", False),
+}
+
+
+def solver_module():
+    """``cvxattn_lib.solvers`` if it provides ``fit_head``, else :class:`HeadUnavailableError`."""
+    try:
+        from .. import solvers
+    except ImportError as exc:
+        raise HeadUnavailableError(
+            "the convex heads need cvxattn_lib.solvers.fit_head (the scalable torch solvers), which is "
+            f"not importable in this version of the library ({exc}); train the non-convex and linear "
+            "heads for now (--heads linear,mlp_relu,attention_softmax)") from exc
+    if not hasattr(solvers, "fit_head"):
+        raise HeadUnavailableError("cvxattn_lib.solvers has no fit_head; update the library")
+    return solvers
+
+
+def convex_available(name: str) -> bool:
+    """Whether the solver for convex head ``name`` is importable and registered."""
+    try:
+        solvers = solver_module()
+    except HeadUnavailableError:
+        return False
+    kind = CONVEX_HEADS[name][0]
+    return kind in getattr(solvers, "HEADS", {})
+
+
+def _convex_trainer(name: str):
+    kind, activation, pool = CONVEX_HEADS[name]
+
+    def train(data, beta, device, epochs, batch_size, lr, seed, progress, options):
+        solvers = solver_module()
+        if kind not in getattr(solvers, "HEADS", {}):
+            raise HeadUnavailableError(f"head {name!r} needs the convex solver kind {kind!r}, which "
+                                       f"cal.solvers does not provide yet (it has: "
+                                       f"{', '.join(getattr(solvers, 'HEADS', {}))})")
+        get = pooled if pool else (lambda X: np.asarray(X, dtype=np.float64))
+        Xtr, Xte = get(data["X_train"]), get(data["X_test"])
+        ytr = data["y_train"].cpu().numpy()
+        kw = dict(options.get("solver_options", {}))
+        kw.setdefault("progress", progress)
+        fit = solvers.fit_head(kind, Xtr, ytr, beta, method=options.get("method", "fista"), device=device,
+                               activation=activation, seed=seed, loss="cross_entropy", **kw)
+        return fit, fit.value, fit.value - fit.lower_bound, lambda f: _convex_predictions(f, Xtr, Xte)
+
+    return train
+
+
+def recovered_units(fit) -> int:
+    """Neurons / heads / kernels the solution uses: singular values of the Z_j above
+    ``fit.rank_tol`` times the largest (or 1), as in ``fit.weights()``."""
+    svals = fit.singular_values()
+    top = max([float(np.max(v, initial=0.0)) for v in svals] + [0.0])
+    tol = fit.rank_tol * max(top, 1.0)
+    return int(sum(int(np.sum(v > tol)) for v in svals))
+
+
+def twin(fit, tokens: int):
+    """The non-convex network with the weights recovered from a convex fit (float64), which
+    predicts on new data; None when the solution is zero (beta above the largest dual norm)."""
+    from ..nonconvex import MultiHeadAttention, TwoLayerNet
+    from ..nonconvex.mixer import FNOHead, MixerHead
+
+    if recovered_units(fit) == 0:
+        return None
+    w = fit.weights()
+    if fit.kind == "mlp":
+        return TwoLayerNet.from_weights(w, fit.activation)
+    if fit.kind == "self_attention":
+        return MultiHeadAttention.from_weights(w, fit.activation, pool=True)
+    if fit.kind == "mixer":
+        return MixerHead.from_weights(w, fit.activation, pool=True)
+    if fit.kind == "fno":
+        return FNOHead.from_weights(dict(w, s=tokens), fit.activation, pool=True)
+    raise HeadUnavailableError(f"no non-convex twin to predict with a {fit.kind!r} fit on new data")
+
+
+def _convex_predictions(fit, Xtr, Xte):
+    """Train logits (the solver's own outputs) and test logits (the recovered twin on the test
+    tokens); also the largest difference of the twin's train logits from the solver's, relative to
+    their scale (recovery is exact, so this is round-off)."""
+    train = torch.as_tensor(np.asarray(fit.prediction(), dtype=np.float64))
+    net = twin(fit, Xtr.shape[1] if Xtr.ndim == 3 else 1)
+    if net is None:  # all-zero solution: logits zero everywhere
+        return train.float(), torch.zeros(Xte.shape[0], train.shape[1]), 0.0
+    mine = torch.as_tensor(net.predict(Xtr))
+    rel = float((mine - train).abs().max() / max(float(train.abs().max()), 1e-12))
+    return train.float(), torch.as_tensor(net.predict(Xte)).float(), rel
+
+
+for _name, (_kind, _act, _pool) in CONVEX_HEADS.items():
+    HEADS[_name] = HeadSpec(_name, True, f"convex {_kind}" + (f" ({_act})" if _act else "")
+                            + " via cal.solvers.fit_head", _convex_trainer(_name))
+
+
+def available_heads() -> list[str]:
+    """Heads that can be trained with this library (convex ones need their solver)."""
+    return [h for h in HEADS if h not in CONVEX_HEADS or convex_available(h)]
+
+
+def train_head(name: str, X_train, y_train, X_test, y_test, beta: float, device=None, epochs: int = 10,
+               batch_size: int = 256, lr: float = 1e-3, seed: int = 0, progress: bool = True,
+               classes: int = 100, return_model: bool = False, **options):
+    """Train head ``name`` at ``beta`` on (X_train (n, s, d), y_train) and score it on the test split.
+
+    Returns a :class:`HeadResult` (top-1/top-5 test accuracy, parameters, training time, device, gap
+    bound); with ``return_model`` also the trained model (a torch module, or the convex
+    ``cal.solvers.HeadFit``) as ``(result, model)``.  Options: ``width`` (mlp_relu hidden units,
+    512), ``attn_heads`` (4), ``lbfgs_iter``
+    (linear, 1000), ``method`` and ``solver_options`` (convex heads, passed to ``fit_head``)."""
+    from ..runtime import device as pick_device
+
+    spec = HEADS[check_heads([name])[0]]
+    beta = positive_scalar("beta", beta)
+    epochs = positive_int("epochs", epochs)
+    batch_size = positive_int("batch_size", batch_size)
+    seed = seed_value("seed", seed)
+    dev = pick_device(device) if not isinstance(device, torch.device) else device
+    if X_train.ndim != 3 or X_test.ndim != 3 or X_train.shape[1:] != X_test.shape[1:]:
+        raise ValueError(f"X_train and X_test must be tokens (n, s, d) of the same s, d; got "
+                         f"{X_train.shape} and {X_test.shape}")
+    ytr = torch.as_tensor(np.asarray(y_train), dtype=torch.int64)
+    yte = torch.as_tensor(np.asarray(y_test), dtype=torch.int64)
+    if ytr.shape != (X_train.shape[0],) or yte.shape != (X_test.shape[0],):
+        raise ValueError("y_train and y_test must hold one label per sample of X_train and X_test")
+    data = {"X_train": X_train, "y_train": ytr, "X_test": X_test, "classes": int(classes)}
+    torch.manual_seed(seed)
+    if dev.type == "cuda":
+        torch.cuda.synchronize(dev)
+    t0 = time.perf_counter()
+    model, value, gap, predict = spec.train(data, beta, dev, epochs, batch_size, lr, seed, progress, options)
+    if dev.type == "cuda":
+        torch.cuda.synchronize(dev)
+    elapsed = time.perf_counter() - t0
+    preds = predict(model)
+    tr_logits, te_logits = preds[0].cpu(), preds[1].cpu()
+    units = twin_diff = None
+    if hasattr(model, "parameters"):
+        params = n_params(model)
+    else:  # a convex fit: the entries of its recovered non-convex weights (gates excluded)
+        units, twin_diff = recovered_units(model), preds[2]
+        params = 0 if units == 0 else int(sum(np.size(v) for k, v in model.weights().items() if k != "G"))
+    result = HeadResult(head=name, beta=beta, top1=topk(te_logits, yte, 1), top5=topk(te_logits, yte, 5),
+                        params=params, train_time_s=elapsed, device=str(dev), convex=spec.convex,
+                        gap_bound=None if gap is None else float(gap),
+                        rel_gap=None if gap is None else float(gap) / max(abs(value), 1e-300),
+                        objective=float(value), train_top1=topk(tr_logits, ytr, 1),
+                        n_train=int(X_train.shape[0]), n_test=int(X_test.shape[0]),
+                        tokens=int(X_train.shape[1]), features=int(X_train.shape[2]), units=units,
+                        twin_rel_diff=twin_diff,
+                        options={"epochs": epochs, "batch_size": batch_size, "lr": lr, "seed": seed,
+                                 **options})
+    return (result, model) if return_model else result

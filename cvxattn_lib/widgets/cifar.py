@@ -1,0 +1,107 @@
+"""The explorers of notebook 05 (CIFAR-100 heads): a β slider over a precomputed sweep (nothing is
+solved when it moves) and an image picker for the token groups of the attention heads."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+import ipywidgets as W
+import numpy as np
+
+from .base import Explorer
+
+
+class SweepExplorer(Explorer):
+    """A ``SelectionSlider`` over the β grid of a results dict (from ``cal.cifar.explore.sweep`` or a
+    results JSON); redraws accuracy and rank against β with the chosen β marked, and reports each
+    head's top-1 and units there.  ``last`` holds ``beta``, ``top1`` (head -> accuracy), ``units``
+    and ``figure_sha1``; ``draws`` counts redraws."""
+
+    css_class = "cvxattn-cifar-sweep-explorer"
+
+    def __init__(self, results: dict, beta: float | None = None):
+        betas = sorted({float(r["beta"]) for r in results["rows"]})
+        if not betas:
+            raise ValueError("results has no rows; run the sweep first")
+        self.results = results
+        start = betas[len(betas) // 2] if beta is None else min(
+            betas, key=lambda b: abs(np.log(b) - np.log(float(beta))))
+        self.slider = W.SelectionSlider(options=[(f"{b:.3g}", b) for b in betas], value=start,
+                                        description="β (weight decay)", continuous_update=False,
+                                        style={"description_width": "initial"},
+                                        layout=W.Layout(width="480px"))
+        self._start([self.slider])
+
+    def values(self) -> dict:
+        return {"beta": float(self.slider.value)}
+
+    def figure(self, beta: float):
+        """Accuracy and rank against β with ``beta`` marked; returns ``(fig, info)``."""
+        from ..cifar import explore
+
+        rows = explore.at_beta(self.results, beta)["rows"]
+        fig = explore.plot_sweep(self.results, beta=beta)
+        return fig, {"top1": {r["head"]: r["top1"] for r in rows},
+                     "units": {r["head"]: r.get("units") for r in rows}}
+
+    def status_html(self, info: dict) -> str:
+        best = max(info["top1"], key=info["top1"].get)
+        units = ", ".join(f"{h} {u}" for h, u in info["units"].items() if u is not None)
+        return (f"<b>β = {info['beta']:.3g}</b> · best head {best} "
+                f"({100 * info['top1'][best]:.1f}% top-1) · units: {units}")
+
+
+class TokenGroupExplorer(Explorer):
+    """An image picker (``Dropdown``) for the token groups of the attention (and gated-ReLU MLP)
+    heads, drawn over the patch grid of the image.  ``images`` uint8 (n, 3, H, W), ``X_grid``
+    (n, s, d) their reduced tokens on the full grid, ``models`` head -> trained model (from
+    ``cal.cifar.explore.group_models``), ``class_names`` to label the picker.  ``last`` holds
+    ``index``, ``groups`` (head -> number of groups) and ``figure_sha1``."""
+
+    css_class = "cvxattn-cifar-token-explorer"
+
+    def __init__(self, images, X_grid, models: dict, labels=None, class_names=None, K: int = 4,
+                 index: int = 0, n_choices: int = 12, seed: int = 0):
+        from ..cifar import explore
+
+        self.images, self.X_grid, self.models = np.asarray(images), X_grid, dict(models)
+        if len(self.images) != len(X_grid):
+            raise ValueError(f"images ({len(self.images)}) and X_grid ({len(X_grid)}) must hold the "
+                             "same images")
+        if not self.models:
+            raise ValueError(f"models is empty; pass trained heads among {', '.join(explore.GROUP_HEADS)}")
+        self.K, self.seed = K, seed
+        n = min(int(n_choices), len(self.images))
+        names = [f"test image {i}" + ("" if labels is None or class_names is None
+                                      else f" ({class_names[int(labels[i])]})") for i in range(n)]
+        self.picker = W.Dropdown(options=list(zip(names, range(n))), value=int(index), description="image",
+                                 layout=W.Layout(width="360px"))
+        self.groups = lru_cache(maxsize=64)(
+            lambda i: explore.image_groups(self.models, self.X_grid, i, K=self.K, seed=self.seed))
+        self._start([self.picker])
+
+    def values(self) -> dict:
+        return {"index": int(self.picker.value)}
+
+    def figure(self, index: int):
+        """The image and each head's token groups; returns ``(fig, info)``."""
+        from ..cifar import explore
+
+        groups = self.groups(int(index))
+        fig = explore.plot_token_groups(self.images[index], groups,
+                                        title=f"token groups of test image {index} (K = {self.K} per head)")
+        return fig, {"groups": {h: int(len(np.unique(g))) for h, g in groups.items()}}
+
+    def status_html(self, info: dict) -> str:
+        return f"<b>image {info['index']}</b> · groups: " + ", ".join(
+            f"{h} {k}" for h, k in info["groups"].items())
+
+
+def cifar_sweep_explorer(results: dict, beta: float | None = None) -> SweepExplorer:
+    """Build the β explorer over a precomputed sweep (no solving on move)."""
+    return SweepExplorer(results, beta=beta)
+
+
+def cifar_token_explorer(images, X_grid, models: dict, **kwargs) -> TokenGroupExplorer:
+    """Build the image picker for the token groups of the attention heads."""
+    return TokenGroupExplorer(images, X_grid, models, **kwargs)
