@@ -111,3 +111,19 @@ def targets(Y, n: int, loss: str, name: str = "Y") -> tuple[np.ndarray, int]:
     if arr.min() < 0:
         raise ValueError(f"{name} labels must be >= 0, got minimum {arr.min()}")
     return arr.astype(np.int64), int(arr.max()) + 1
+
+
+def token_targets(Y, n: int, s: int, loss: str) -> tuple[np.ndarray, int]:
+    """Check targets of a token-mixing layer and return ``(Y, c)``.
+
+    squared: token targets (n, s, c), or (n, s) taken as c = 1; cross_entropy: integer labels (n,)
+    (see :func:`targets`), the layer's outputs being mean-pooled over tokens.
+    """
+    if choice("loss", loss, LOSSES) == "cross_entropy":
+        return targets(Y, n, loss)
+    Y = as_float_array("Y", Y, (2, 3))
+    Y = Y[:, :, None] if Y.ndim == 2 else Y
+    if Y.shape[:2] != (n, s):
+        raise ValueError(f"Y must have shape ({n}, {s}, c) (token-level targets matching X's "
+                         f"samples and tokens), got {Y.shape}")
+    return Y, Y.shape[2]

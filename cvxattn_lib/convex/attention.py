@@ -24,10 +24,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ..validation import (as_float_array, choice, positive_int, positive_scalar, seed_value,
-                          targets)
-from .lifted import LiftedFit, lifted_program
-from .mlp import factor
+from ..validation import as_float_array, choice, positive_scalar, seed_value, token_targets
+from .lifted import LiftedFit, lifted_program, square_gates
 
 ATTENTION_ACTIVATIONS = ("linear", "gated_relu")
 
@@ -89,19 +87,8 @@ class AttentionFit(LiftedFit):
         """Heads reaching :attr:`value`: ``W1`` (m, d, d), ``W2`` (m, d, c), and for gated ReLU
         ``G`` (m, d, d), the gate of each head; m = sum of the ranks of the Z_j."""
         n, s, d, c = self.shape
-        top = max(np.linalg.norm(Zj, 2) for Zj in self.Z)
-        W1s, W2s, Gs = [], [], []
-        for j, Zj in enumerate(self.Z):
-            A, Bf = factor(Zj, self.rank_tol * max(top, 1.0))
-            r = A.shape[1]
-            W1s.append(A.T.reshape(r, d, d))
-            W2s.append(Bf.reshape(r, d, c))
-            if self.activation == "gated_relu":
-                Gs.append(np.repeat(self.gates[[j]], r, axis=0))
-        out = {"W1": np.concatenate(W1s), "W2": np.concatenate(W2s)}
-        if self.activation == "gated_relu":
-            out["G"] = np.concatenate(Gs)
-        return out
+        W1, W2, G = self.factored_heads((d, d), (d, c))
+        return {"W1": W1, "W2": W2} | ({"G": G} if G is not None else {})
 
     @property
     def n_heads(self) -> int:
@@ -110,30 +97,16 @@ class AttentionFit(LiftedFit):
 
 
 def _check(X, Y, loss):
+    """X (n, s, d) checked; token targets flattened to (n s, c), or labels (n,); and c."""
     X = as_float_array("X", X, 3)
     n, s, d = X.shape
-    loss = choice("loss", loss, ("squared", "cross_entropy"))
-    if loss == "squared":
-        Y = as_float_array("Y", Y, (2, 3))
-        if Y.ndim == 2:
-            Y = Y[:, :, None]
-        if Y.shape[:2] != (n, s):
-            raise ValueError(f"Y must have shape ({n}, {s}, c) (token-level targets matching X's "
-                             f"samples and tokens), got {Y.shape}")
-        return X, Y.reshape(n * s, -1), Y.shape[2]
-    labels, c = targets(Y, n, loss)
-    return X, labels, c
+    Y, c = token_targets(Y, n, s, loss)
+    return X, (Y.reshape(n * s, c) if Y.ndim == 3 else Y), c
 
 
 def attention_gates(d: int, gates=None, n_gates=None, seed: int = 0) -> np.ndarray:
     """Gate matrices (P, d, d): ``gates`` checked, else ``n_gates`` (default 8) N(0,1) draws."""
-    if gates is not None:
-        G = as_float_array("gates", gates, 3, shape=(None, d, d))
-        if G.shape[0] == 0:
-            raise ValueError("gates must hold at least one (d, d) gate, got shape (0, d, d)")
-        return G
-    P = positive_int("n_gates", 8 if n_gates is None else n_gates)
-    return np.random.default_rng(seed).standard_normal((P, d, d))
+    return square_gates(d, gates, n_gates, seed)
 
 
 def fit_self_attention(X, Y, beta, activation: str = "linear", gates=None, n_gates=None,

@@ -21,7 +21,8 @@ import numpy as np
 from ..certificates import Certificate, certify
 from ..cvxpy_solve import solve
 from ..losses import loss_value
-from .mlp import cvx_loss, nuclear_norm
+from ..validation import as_float_array, positive_int
+from .mlp import cvx_loss, factor, nuclear_norm
 
 
 class LiftedFit:
@@ -59,6 +60,22 @@ class LiftedFit:
         """The optimum, L(prediction) + beta sum_j ||Z_j||_*, recomputed in float64."""
         return loss_value(self.prediction(), self.Y, self.loss) + self.beta * self.regulariser()
 
+    def factored_heads(self, left: tuple, right: tuple):
+        """Heads from the balanced SVD factors of each Z_j (rank cut at ``rank_tol`` times the
+        largest singular value, at least 1): the left factors reshaped to (m, *left), the right
+        ones to (m, *right), and each head's gate (m, ...) taken from ``gates`` (None if linear)."""
+        top = max(np.linalg.norm(Zj, 2) for Zj in self.Z)
+        lefts, rights, gates = [], [], []
+        for j, Zj in enumerate(self.Z):
+            U, V = factor(Zj, self.rank_tol * max(top, 1.0))
+            r = U.shape[1]
+            lefts.append(U.T.reshape(r, *left))
+            rights.append(V.reshape(r, *right))
+            if self.activation == "gated_relu":
+                gates.append(np.repeat(self.gates[[j]], r, axis=0))
+        return (np.concatenate(lefts), np.concatenate(rights),
+                np.concatenate(gates) if gates else None)
+
     def singular_values(self) -> list[np.ndarray]:
         """Singular values of each lifted matrix Z_j (descending)."""
         return [np.linalg.svd(Zj, compute_uv=False) for Zj in self.Z]
@@ -76,6 +93,17 @@ class LiftedFit:
     def certificate(self) -> dict:
         """``value``, ``lower_bound``, ``gap``, ``rel_gap``, ``dual_norm`` (<= beta at optimum)."""
         return self.certify().as_dict()
+
+
+def square_gates(k: int, gates=None, n_gates=None, seed: int = 0) -> np.ndarray:
+    """Gate matrices (P, k, k): ``gates`` checked, else ``n_gates`` (default 8) N(0,1) draws."""
+    if gates is not None:
+        G = as_float_array("gates", gates, 3, shape=(None, k, k))
+        if G.shape[0] == 0:
+            raise ValueError(f"gates must hold at least one ({k}, {k}) gate, got shape (0, {k}, {k})")
+        return G
+    P = positive_int("n_gates", 8 if n_gates is None else n_gates)
+    return np.random.default_rng(seed).standard_normal((P, k, k))
 
 
 def pool_tokens(out: cp.Expression, n: int, s: int) -> cp.Expression:

@@ -26,10 +26,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ..validation import as_float_array, choice, positive_int, positive_scalar, seed_value
+from ..validation import choice, positive_scalar, seed_value
 from .attention import _check
-from .lifted import LiftedFit, lifted_program
-from .mlp import factor
+from .lifted import LiftedFit, lifted_program, square_gates
 from ..nonconvex.mixer import MIXER_KINDS
 
 MIXER_ACTIVATIONS = MIXER_KINDS
@@ -60,10 +59,7 @@ def mixer_design(X: np.ndarray, mask: np.ndarray | None) -> np.ndarray:
 
 def mixer_gates(s: int, gates=None, n_gates=None, seed: int = 0) -> np.ndarray:
     """Gate matrices (P, s, s): ``gates`` checked, else ``n_gates`` (default 8) N(0,1) draws."""
-    if gates is not None:
-        return as_float_array("gates", gates, 3, shape=(None, s, s))
-    P = positive_int("n_gates", 8 if n_gates is None else n_gates)
-    return np.random.default_rng(seed).standard_normal((P, s, s))
+    return square_gates(s, gates, n_gates, seed)
 
 
 @dataclass
@@ -89,19 +85,8 @@ class MixerFit(LiftedFit):
         """Heads reaching :attr:`value`: ``A`` (m, s, s), ``B`` (m, d, c), and for gated ReLU
         ``G`` (m, s, s), the gate of each head; m = sum of the ranks of the Z_j."""
         n, s, d, c = self.shape
-        top = max(np.linalg.norm(Zj, 2) for Zj in self.Z)
-        As, Bs, Gs = [], [], []
-        for j, Zj in enumerate(self.Z):
-            U, V = factor(Zj, self.rank_tol * max(top, 1.0))
-            r = U.shape[1]
-            As.append(U.T.reshape(r, s, s))
-            Bs.append(V.reshape(r, d, c))
-            if self.activation == "gated_relu":
-                Gs.append(np.repeat(self.gates[[j]], r, axis=0))
-        out = {"A": np.concatenate(As), "B": np.concatenate(Bs)}
-        if self.activation == "gated_relu":
-            out["G"] = np.concatenate(Gs)
-        return out
+        A, B, G = self.factored_heads((s, s), (d, c))
+        return {"A": A, "B": B} | ({"G": G} if G is not None else {})
 
     @property
     def n_heads(self) -> int:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from ..validation import (as_float_array, choice, positive_int, positive_scalar, seed_value,
-                          targets)
+                          targets, token_targets)
 from .attention import ATTENTION_KINDS, MultiHeadAttention
 from .mixer import FNOHead, MixerHead, fno_objective, mixer_objective, train_fno, train_mixer
 from .mlp import ACTIVATIONS, TwoLayerNet, repeat_gates
@@ -53,13 +53,7 @@ def mlp_objective(weights: dict, X, Y, beta, activation: str, loss: str = "squar
 
 def _attention_targets(X, Y, loss):
     X = as_float_array("X", X, 3)
-    if loss == "squared":
-        Y = as_float_array("Y", Y, (2, 3))
-        Y = Y[:, :, None] if Y.ndim == 2 else Y
-        if Y.shape[:2] != X.shape[:2]:
-            raise ValueError(f"Y must have shape ({X.shape[0]}, {X.shape[1]}, c), got {Y.shape}")
-        return X, Y, Y.shape[2]
-    Y, c = targets(Y, X.shape[0], loss)
+    Y, c = token_targets(Y, X.shape[0], X.shape[1], loss)
     return X, Y, c
 
 

@@ -32,15 +32,7 @@ class MultiHeadAttention(WeightedModel):
                                * init_scale / d)
         self.W2 = nn.Parameter(torch.randn(m, d, c, generator=generator, dtype=dtype)
                                * init_scale / np.sqrt(d))
-        if activation == "gated_relu":
-            if gates is None:
-                raise ValueError("gates (m, d, d) are required for activation='gated_relu'")
-            G = torch.as_tensor(np.asarray(gates), dtype=dtype)
-            if tuple(G.shape) != (m, d, d):
-                raise ValueError(f"gates must have shape ({m}, {d}, {d}), got {tuple(G.shape)}")
-            self.register_buffer("G", G)
-        else:
-            self.G = None
+        self.set_gates(activation, gates, (m, d, d), dtype)
 
     def scores(self, X: torch.Tensor) -> torch.Tensor:
         """Attention matrices sigma(X W1_j X^T) for every sample and head: (n, m, s, s)."""

@@ -15,6 +15,19 @@ class WeightedModel(nn.Module):
     G: torch.Tensor | None
     PARAMS: tuple[str, ...] = ("W1", "W2")
 
+    def set_gates(self, activation: str, gates, shape: tuple, dtype: torch.dtype) -> None:
+        """Register the fixed gates as buffer ``G`` of ``shape`` for ``'gated_relu'`` (required
+        then), else ``G = None``."""
+        if activation != "gated_relu":
+            self.G = None
+            return
+        if gates is None:
+            raise ValueError(f"gates {shape} are required for activation='gated_relu'")
+        G = torch.as_tensor(np.asarray(gates), dtype=dtype)
+        if tuple(G.shape) != tuple(shape):
+            raise ValueError(f"gates must have shape {tuple(shape)}, got {tuple(G.shape)}")
+        self.register_buffer("G", G)
+
     def weights(self) -> dict[str, np.ndarray]:
         """The ``PARAMS`` (and ``G`` for gated models) as float64 numpy arrays."""
         out = {k: getattr(self, k).detach().cpu().double().numpy() for k in self.PARAMS}

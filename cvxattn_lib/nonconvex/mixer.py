@@ -49,15 +49,7 @@ class MixerHead(WeightedModel):
                               * init_scale / np.sqrt(s))
         self.B = nn.Parameter(torch.randn(m, d, c, generator=generator, dtype=dtype)
                               * init_scale / np.sqrt(d))
-        if activation == "gated_relu":
-            if gates is None:
-                raise ValueError("gates (m, s, s) are required for activation='gated_relu'")
-            G = torch.as_tensor(np.asarray(gates), dtype=dtype)
-            if tuple(G.shape) != (m, s, s):
-                raise ValueError(f"gates must have shape ({m}, {s}, {s}), got {tuple(G.shape)}")
-            self.register_buffer("G", G)
-        else:
-            self.G = None
+        self.set_gates(activation, gates, (m, s, s), dtype)
 
     def forward(self, X: torch.Tensor) -> torch.Tensor:
         AX = torch.einsum("mtu,nua->nmta", self.A, X)

@@ -32,15 +32,7 @@ class TwoLayerNet(WeightedModel):
         w2 = torch.randn(m, c, generator=generator, dtype=dtype) * init_scale / np.sqrt(m)
         self.W1 = nn.Parameter(w1)
         self.W2 = nn.Parameter(w2)
-        if activation == "gated_relu":
-            if gates is None:
-                raise ValueError("gates (d, m) are required for activation='gated_relu'")
-            G = torch.as_tensor(np.asarray(gates), dtype=dtype)
-            if tuple(G.shape) != (d, m):
-                raise ValueError(f"gates must have shape ({d}, {m}), got {tuple(G.shape)}")
-            self.register_buffer("G", G)
-        else:
-            self.G = None
+        self.set_gates(activation, gates, (d, m), dtype)
 
     def hidden(self, X: torch.Tensor) -> torch.Tensor:
         """Hidden activations sigma(X W1), shape (n, m)."""

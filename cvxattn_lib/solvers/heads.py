@@ -25,7 +25,7 @@ from torch import nn
 from .. import arrangements
 from ..convex.attention import ATTENTION_ACTIVATIONS, attention_gates, attention_masks
 from ..losses import torch_loss
-from ..validation import as_float_array, choice, positive_int, targets
+from ..validation import as_float_array, choice, positive_int, targets, token_targets
 
 HEADS: dict[str, type["ConvexHead"]] = {}
 
@@ -256,15 +256,7 @@ class AttentionHead(ConvexHead):
         X = as_float_array("X", X, 3)
         n, s, d = X.shape
         activation = choice("activation", activation, cls.ACTIVATIONS)
-        if loss == "squared":
-            Y = as_float_array("Y", Y, (2, 3))
-            Y = Y[:, :, None] if Y.ndim == 2 else Y
-            if Y.shape[:2] != (n, s):
-                raise ValueError(f"Y must have shape ({n}, {s}, c) (token-level targets matching X's "
-                                 f"samples and tokens), got {Y.shape}")
-            c = Y.shape[2]
-        else:
-            Y, c = targets(Y, n, loss)
+        Y, c = token_targets(Y, n, s, loss)
         G = np.zeros((0, d, d)) if activation == "linear" else attention_gates(d, gates, n_gates, seed)
         return cls(X, Y, G, activation, loss, c, device, dtype)
 
@@ -333,15 +325,7 @@ class AttentionHead(ConvexHead):
 
 def _token_Y(X, Y, loss):
     """Token targets (n, s, c) for the squared loss, labels (n,) for cross-entropy, and c."""
-    n, s, _ = X.shape
-    if loss == "squared":
-        Y = as_float_array("Y", Y, (2, 3))
-        Y = Y[:, :, None] if Y.ndim == 2 else Y
-        if Y.shape[:2] != (n, s):
-            raise ValueError(f"Y must have shape ({n}, {s}, c) (token-level targets matching X's "
-                             f"samples and tokens), got {Y.shape}")
-        return Y, Y.shape[2]
-    return targets(Y, n, loss)
+    return token_targets(Y, X.shape[0], X.shape[1], loss)
 
 
 class _TokenHead(ConvexHead):
