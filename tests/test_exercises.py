@@ -9,28 +9,61 @@ SOLUTIONS = Path(__file__).resolve().parent.parent / "notebooks" / "solutions"
 
 
 def documented_answers():
-    """(key, answer) pairs from the worked solutions: items '**`KEY`** ... Answer: `VALUE`'."""
+    """(key, answer) pairs from the worked solutions.
+
+    A number exercise's item reads '**`KEY`** ... Answer: `VALUE`'; an implement-it exercise's item
+    holds a fenced python block that defines ``answer`` (the worked implementation).
+    """
     pairs = []
-    for path in SOLUTIONS.glob("*.md"):
+    for path in sorted(SOLUTIONS.glob("*.md")):
         for item in re.split(r"\n(?=\d+\. )", path.read_text()):
             key = re.search(r"\*\*`([\w.]+)`\*\*", item)
-            if key:
-                answer = re.search(r"Answer: `(-?\d+(?:\.\d+)?)`", item)
-                assert answer, f"{path.name}: item {key.group(1)} has no 'Answer: `VALUE`'"
-                pairs.append((key.group(1), float(answer.group(1))))
+            if not key:
+                continue
+            key = key.group(1)
+            code = re.search(r"```python\n(.*?)```", item, re.S)
+            if key in cal.exercises.EXERCISES and cal.exercises.EXERCISES[key].kind == "function":
+                assert code, f"{path.name}: item {key} has no ```python block defining `answer`"
+                pairs.append((key, code.group(1)))
+                continue
+            answer = re.search(r"Answer: `(-?\d+(?:\.\d+)?(?:e-?\d+)?)`", item)
+            assert answer, f"{path.name}: item {key} has no 'Answer: `VALUE`'"
+            pairs.append((key, float(answer.group(1))))
     return pairs
 
 
 def test_every_exercise_has_a_worked_solution():
-    assert {k for k, _ in documented_answers()} == set(cal.exercises.EXERCISES)
+    assert [k for k, _ in documented_answers()] and \
+        {k for k, _ in documented_answers()} == set(cal.exercises.EXERCISES)
 
 
-@pytest.mark.parametrize("key,answer", documented_answers())
+@pytest.mark.parametrize("key,answer", documented_answers(), ids=[k for k, _ in documented_answers()])
 def test_worked_solutions_pass_the_checker(key, answer, capsys):
-    assert cal.exercises.check(key, answer)
-    assert not cal.exercises.check(key, answer + 1)
+    if isinstance(answer, str):  # an implement-it exercise: run the worked code, then check it
+        namespace: dict = {}
+        exec(compile(answer, f"<solution {key}>", "exec"), namespace)
+        assert "answer" in namespace, f"the worked solution of {key} defines no `answer`"
+        assert cal.exercises.check(key, namespace["answer"])
+        capsys.readouterr()
+        assert not cal.exercises.check(key, lambda *args, **kwargs: 0.0)  # a wrong function fails
+        assert not cal.exercises.check(key, 3.0)  # so does a number where a function is due
+    else:
+        assert cal.exercises.check(key, answer)
+        assert not cal.exercises.check(key, answer + 1)
     assert not cal.exercises.check(key, None)
     assert "not attempted" in capsys.readouterr().out
+
+
+def test_a_failing_function_is_reported_not_raised(capsys):
+    function_keys = [k for k, ex in cal.exercises.EXERCISES.items() if ex.kind == "function"]
+    if not function_keys:
+        pytest.skip("no implement-it exercise defined")
+
+    def broken(*args, **kwargs):
+        raise ValueError("boom")
+
+    assert not cal.exercises.check(function_keys[0], broken)
+    assert "ValueError: boom" in capsys.readouterr().out
 
 
 def test_unknown_exercise_is_named():
