@@ -90,8 +90,9 @@ def _lower_bound_at_zero() -> float:
 EXERCISES: dict[str, Exercise] = {
     "02.lifted_entries": number(_lifted_entries, "Z = sum_j vec(W1_j) vec(W2_j)^T: how long "
                                   "are vec(W1) (d x d) and vec(W2) (d x c)?"),
-    "02.max_heads": number(lambda: min(3 * 3, 3 * 2), "the optimum needs rank(Z*) heads, and a "
-                             "d^2 x dc matrix has rank at most min(d^2, dc); here d = 3, c = 2"),
+    "02.max_heads": number(lambda: min(3 * 3, 3 * 2), "the fewest heads is the least rank of an "
+                             "optimal Z, and a d^2 x dc matrix has rank at most min(d^2, dc); "
+                             "here d = 3, c = 2"),
     "02.one_head_nuclear": number(_one_head_nuclear, "a rank-one matrix a b^T has one singular "
                                     "value, ||a|| ||b||"),
     "02.svt": implement(_test_svt, "svt(M, tau): take the SVD M = U diag(s) V^T and return "
