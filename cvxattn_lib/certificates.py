@@ -118,9 +118,9 @@ def nuclear_face(Z, dual, apply, beta, rank_tol: float = 1e-7) -> NuclearFace:
     ``apply(Z) -> array`` the linear map :math:`\mathcal{A}`, ``beta`` > 0; the rank of Z counts
     singular values above ``rank_tol`` times the largest (and above ``rank_tol``).
 
-    The maths (derived in this collection).  With L strictly convex (squared loss) every optimum has the same
-    prediction :math:`\mathcal{A}Z`, hence the same D, and Z' is optimal iff
-    :math:`G=-D/\beta\in\partial\|Z'\|_*`, i.e. :math:`\|G\|_2\le1` and
+    The maths (derived in this collection).  With L strictly convex (squared loss) every optimum
+    has the same prediction :math:`\mathcal{A}Z`, hence the same D, and Z' is optimal iff it has
+    that prediction and :math:`G=-D/\beta\in\partial\|Z'\|_*`, i.e. :math:`\|G\|_2\le1` and
     :math:`\langle G,Z'\rangle=\|Z'\|_*`.  Writing :math:`Z'=\sum\sigma_ia_ib_i^\top`,
     :math:`\langle G,Z'\rangle=\sum\sigma_ia_i^\top Gb_i\le\sum\sigma_i` with equality iff
     :math:`Gb_i=a_i`: Z' lives on the singular directions of G at singular value 1.  If those are
@@ -129,8 +129,10 @@ def nuclear_face(Z, dual, apply, beta, rank_tol: float = 1e-7) -> NuclearFace:
     with :math:`M^\star\succ0`, and the optimum is unique iff no symmetric :math:`\Delta\ne0` has
     :math:`\mathcal{A}(U\Delta W^\top)=0` (``injectivity`` > 0); otherwise moving
     :math:`M^\star` along such a :math:`\Delta` to the boundary of the PSD cone gives an optimum
-    of lower rank.  So rank(Z) is an upper bound on the least rank of an optimum, equal to it
-    when both conditions hold.
+    of lower rank (the penalty :math:`\mathrm{tr}\,M` does not change: :math:`\mathrm{tr}\,\Delta
+    =\langle G,U\Delta W^\top\rangle=-\langle\nabla L,\mathcal{A}(U\Delta W^\top)\rangle/\beta=0`).
+    So rank(Z) is an upper bound on the least rank of an optimum, equal to it when both
+    conditions hold.
     """
     Z = as_float_array("Z", Z, 2)
     D = as_float_array("dual", dual, 2, shape=Z.shape)

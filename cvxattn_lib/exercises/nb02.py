@@ -50,7 +50,8 @@ def _test_svt(fn) -> tuple[bool, str]:
                     what="svt against CVXPY's prox")
     if not ok:
         return False, msg
-    return True, "matches cal.solvers.fista.svt on 4 matrices to 1e-9 and CVXPY's prox to 1e-5"
+    return True, ("matches the library's svt (cvxattn_lib.solvers.fista) on 4 matrices to 1e-9 "
+                  "and CVXPY's prox to 1e-5")
 
 
 def denoise_matrix() -> np.ndarray:
@@ -95,19 +96,18 @@ EXERCISES: dict[str, Exercise] = {
                              "here d = 3, c = 2"),
     "02.one_head_nuclear": number(_one_head_nuclear, "a rank-one matrix a b^T has one singular "
                                     "value, ||a|| ||b||"),
-    "02.svt": implement(_test_svt, "svt(M, tau): take the SVD M = U diag(s) V^T and return "
-                          "U diag(max(s - tau, 0)) V^T; derive it by checking the optimality "
-                          "condition 0 in Z - M + tau * subdifferential of ||Z||_*"),
-    "02.denoise_rank": number(_denoise_rank, "with A = identity the optimum is svt(M, beta): "
-                                "count the singular values of M above beta = 1.5"),
-    "02.zero_heads_beta": number(_zero_heads_beta, "Z = 0 is optimal iff 0 lies in "
-                                   "-A*(Y) + beta * (the subdifferential of ||.||_* at 0, the "
-                                   "spectral-norm unit ball): beta >= ||A*(Y)||_2 with A*(Y) = "
-                                   "(B^T Y) reshaped to (d^2, d c)"),
-    "02.lower_bound_at_zero": number(_lower_bound_at_zero, "V = t grad L(0) = -t Y is dual "
-                                       "feasible iff t ||A*(Y)||_2 <= beta (the dual norm of "
-                                       "||.||_* is the spectral norm); -L*(V) = t ||Y||^2 - "
-                                       "t^2 ||Y||^2 / 2, maximised over feasible t"),
+    "02.svt": implement(_test_svt, "write the optimality condition 0 in Z - M + tau * "
+                          "(subdifferential of ||.||_* at Z) and try a Z with the same singular "
+                          "vectors as M: what must happen to each singular value?"),
+    "02.denoise_rank": number(_denoise_rank, "work out what the prox of beta ||.||_* does to "
+                                "each singular value of M (exercise 02.svt), then count"),
+    "02.zero_heads_beta": number(_zero_heads_beta, "write the optimality condition at Z = 0; the "
+                                   "subdifferential of a norm at 0 is the unit ball of its dual "
+                                   "norm, and A*(V) = (B^T V) reshaped to (d^2, d c)"),
+    "02.lower_bound_at_zero": number(_lower_bound_at_zero, "which matrices are the extreme points "
+                                       "of the nuclear-norm unit ball? That gives the dual norm, "
+                                       "hence the feasible t; -L*(-t Y) is a concave quadratic "
+                                       "in t"),
 }
 
 DEEP = ("02.svt", "02.denoise_rank", "02.zero_heads_beta", "02.lower_bound_at_zero")
