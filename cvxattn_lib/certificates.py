@@ -18,6 +18,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .losses import best_dual_scale, loss_gradient, neg_conjugate
+from .validation import as_float_array, positive_scalar
 
 
 @dataclass(frozen=True)
@@ -74,3 +75,93 @@ def cone_support(A: np.ndarray, g: np.ndarray) -> float:
 
     _, rnorm = nnls(A.T, -g, maxiter=50 * max(A.shape))
     return float(rnorm)
+
+
+@dataclass(frozen=True)
+class NuclearFace:
+    r"""What the dual says about every optimum of :math:`\min_Z L(\mathcal{A}(Z))+\beta\|Z\|_*`.
+
+    Fields (``D`` = :math:`\mathcal{A}^*(\nabla L)` at the solution, ``U``, ``W`` the rank(Z)
+    singular vectors of Z):
+
+    * ``rank``: rank(Z) of the given solution;
+    * ``dual_over_beta``: the singular values of D / beta (all at most 1 at an optimum);
+    * ``alignment``: :math:`\|U^\top DW/\beta+I\|_{\max}` plus the cross terms
+      :math:`\|U^\top D(I-WW^\top)\|,\ \|(I-UU^\top)DW\|` over beta (0 at an exact optimum);
+    * ``off_active``: :math:`\|(I-UU^\top)D(I-WW^\top)\|_2/\beta`, the largest dual singular value
+      off the active directions (strict complementarity: < 1);
+    * ``injectivity``: smallest singular value of :math:`\Delta\mapsto\mathcal{A}(U\Delta W^\top)`
+      on symmetric rank(Z) x rank(Z) matrices (Frobenius-orthonormal basis) over the largest one
+      (1.0 when rank(Z) = 0).
+
+    ``unique(margin, tol)``: off_active <= 1 - max(margin, 10 alignment) and injectivity > tol
+    (the factor 10 keeps the test well above the error with which the solver met the optimality
+    conditions).
+    """
+
+    rank: int
+    dual_over_beta: np.ndarray
+    alignment: float
+    off_active: float
+    injectivity: float
+
+    def unique(self, margin: float = 1e-3, tol: float = 1e-6) -> bool:
+        """Both sufficient conditions for a unique optimum hold, with the given margins."""
+        return bool(self.off_active <= 1.0 - max(margin, 10.0 * self.alignment)
+                    and self.injectivity > tol)
+
+
+def nuclear_face(Z, dual, apply, beta, rank_tol: float = 1e-7) -> NuclearFace:
+    r"""Which optima :math:`\min_Z L(\mathcal{A}(Z))+\beta\|Z\|_*` has, from one solution ``Z``.
+
+    ``Z`` (p, q) a solution, ``dual`` (p, q) :math:`D=\mathcal{A}^*(\nabla L(\mathcal{A}Z))`,
+    ``apply(Z) -> array`` the linear map :math:`\mathcal{A}`, ``beta`` > 0; the rank of Z counts
+    singular values above ``rank_tol`` times the largest (and above ``rank_tol``).
+
+    The maths (derived in this collection).  With L strictly convex (squared loss) every optimum
+    has the same prediction :math:`\mathcal{A}Z`, hence the same D, and Z' is optimal iff it has
+    that prediction and :math:`G=-D/\beta\in\partial\|Z'\|_*`, i.e. :math:`\|G\|_2\le1` and
+    :math:`\langle G,Z'\rangle=\|Z'\|_*`.  Writing :math:`Z'=\sum\sigma_ia_ib_i^\top`,
+    :math:`\langle G,Z'\rangle=\sum\sigma_ia_i^\top Gb_i\le\sum\sigma_i` with equality iff
+    :math:`Gb_i=a_i`: Z' lives on the singular directions of G at singular value 1.  If those are
+    exactly the r = rank(Z) directions U, W of Z (``off_active`` < 1, strict complementarity)
+    then every optimum is :math:`UMW^\top` with :math:`M\succeq0`, Z is :math:`UM^\star W^\top`
+    with :math:`M^\star\succ0`, and the optimum is unique iff no symmetric :math:`\Delta\ne0` has
+    :math:`\mathcal{A}(U\Delta W^\top)=0` (``injectivity`` > 0); otherwise moving
+    :math:`M^\star` along such a :math:`\Delta` to the boundary of the PSD cone gives an optimum
+    of lower rank (the penalty :math:`\mathrm{tr}\,M` does not change: :math:`\mathrm{tr}\,\Delta
+    =\langle G,U\Delta W^\top\rangle=-\langle\nabla L,\mathcal{A}(U\Delta W^\top)\rangle/\beta=0`).
+    So rank(Z) is an upper bound on the least rank of an optimum, equal to it when both
+    conditions hold.
+    """
+    Z = as_float_array("Z", Z, 2)
+    D = as_float_array("dual", dual, 2, shape=Z.shape)
+    beta = positive_scalar("beta", beta)
+    if not callable(apply):
+        raise TypeError(f"apply must be a function Z -> A(Z), got {type(apply).__name__}")
+    U, s, Wt = np.linalg.svd(Z)
+    top = float(s[0]) if s.size else 0.0
+    r = int(np.sum(s > rank_tol * max(top, 1.0)))
+    Ur, Wr = U[:, :r], Wt[:r].T
+    Pu, Pw = np.eye(Z.shape[0]) - Ur @ Ur.T, np.eye(Z.shape[1]) - Wr @ Wr.T
+    off = Pu @ D @ Pw
+    off_active = float(np.linalg.norm(off, 2)) / beta if off.size else 0.0
+    alignment = 0.0
+    if r:
+        alignment = max(float(np.abs(Ur.T @ D @ Wr / beta + np.eye(r)).max()),
+                        float(np.linalg.norm(Ur.T @ D @ Pw, 2)) / beta,
+                        float(np.linalg.norm(Pu @ D @ Wr, 2)) / beta)
+    injectivity = 1.0
+    if r:
+        columns = []
+        for i in range(r):
+            for j in range(i, r):
+                E = np.zeros((r, r))
+                E[i, j] = E[j, i] = 1.0 if i == j else np.sqrt(0.5)
+                columns.append(np.asarray(apply(Ur @ E @ Wr.T), dtype=float).ravel())
+        sv = np.linalg.svd(np.stack(columns, axis=1), compute_uv=False)
+        injectivity = float(sv[-1] / sv[0]) if sv[0] > 0 else 0.0
+        if len(columns) > sv.size:  # more unknowns than equations: a null direction exists
+            injectivity = 0.0
+    return NuclearFace(rank=r, dual_over_beta=np.linalg.svd(D, compute_uv=False) / beta,
+                       alignment=alignment, off_active=off_active, injectivity=injectivity)

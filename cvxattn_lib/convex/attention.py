@@ -24,6 +24,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from ..certificates import NuclearFace, nuclear_face
+from ..losses import loss_gradient
 from ..validation import as_float_array, choice, positive_scalar, seed_value, token_targets
 from .lifted import LiftedFit, lifted_program, square_gates
 
@@ -94,6 +96,19 @@ class AttentionFit(LiftedFit):
     def n_heads(self) -> int:
         """Heads in the recovered network: the sum of the ranks of the lifted matrices."""
         return self.weights()["W1"].shape[0]
+
+    def optimal_face(self) -> NuclearFace:
+        """What the dual says about all optima of the linear program with squared loss (see
+        :func:`cvxattn_lib.certificates.nuclear_face`): ``rank`` of this Z* is an upper bound on
+        the fewest heads that reach p*, equal to it when ``unique()`` holds."""
+        if self.activation != "linear" or self.loss != "squared":
+            raise ValueError("optimal_face needs activation='linear' and loss='squared', got "
+                             f"activation={self.activation!r}, loss={self.loss!r}")
+        n, s, d, c = self.shape
+        D = self.designs[0]
+        dual = self.adjoint(loss_gradient(self.prediction(), self.Y, self.loss))[0]
+        return nuclear_face(self.Z[0], dual, lambda Z: D @ Z.reshape(d**3, c), self.beta,
+                            rank_tol=self.rank_tol)
 
 
 def _check(X, Y, loss):

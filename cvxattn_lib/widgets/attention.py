@@ -8,6 +8,7 @@ from functools import lru_cache
 import ipywidgets as W
 import matplotlib.pyplot as plt
 import numpy as np
+from matplotlib.ticker import MaxNLocator
 
 from .. import clustering, plots
 from ..convex import fit_self_attention
@@ -41,7 +42,8 @@ class AttentionRankExplorer(Explorer):
         fit = self.solve(round(float(beta), 12))
         fig, ax = plt.subplots(figsize=(5.6, 3.6))
         plots.singular_values(fit.singular_values(), ax=ax, tol=fit.rank_tol,
-                              title=f"linear attention, β = {beta:.3g}: rank(Z*) = {fit.n_heads} heads")
+                              title=f"linear attention, β = {beta:.3g}: rank(Z*) = {fit.n_heads}")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         return fig, {"value": fit.value, "n_heads": fit.n_heads,
                      "rel_gap": fit.certificate()["rel_gap"]}
 
