@@ -28,6 +28,19 @@ def decision_boundary(predict, X: np.ndarray, y: np.ndarray, ax=None, title: str
     return ax
 
 
+def _symlog_ticks(lo: float, hi: float, tol: float, most: int = 4) -> list[float]:
+    """Ticks for a symlog axis linear within +-tol: 0 and at most ``most`` decades per side, each
+    beyond the linear band, so labels never crowd the band around 0."""
+    ticks = [0.0]
+    for sign, end in ((1.0, hi), (-1.0, -lo)):
+        if end <= tol:
+            continue
+        first, last = int(np.floor(np.log10(tol))) + 1, int(np.floor(np.log10(end)))
+        step = max(1, int(np.ceil((last - first + 1) / most)))
+        ticks += [sign * 10.0 ** k for k in range(last, first - 1, -step)]
+    return sorted(ticks)
+
+
 def restart_histogram(objectives, optimum: float, lower_bound: float | None = None, ax=None,
                       tol: float = 1e-8, title: str = "non-convex restarts against the convex optimum"):
     """Histogram of every non-convex run's signed relative excess ``(objective - p*) / |p*|``.
@@ -54,7 +67,7 @@ def restart_histogram(objectives, optimum: float, lower_bound: float | None = No
     edges = inv(np.linspace(fwd(lo * 1.5), fwd(hi * 1.5), 31))
     ax.hist(excess, bins=edges, color="tab:gray", edgecolor="k")
     ax.set_xscale("symlog", linthresh=tol)
-    ax.axvspan(-tol, tol, color="tab:green", alpha=0.15, label=f"|excess| <= {tol:g} (solver tolerance)")
+    ax.axvspan(-tol, tol, color="tab:green", alpha=0.15, label=f"tolerance band |excess| <= {tol:.2g}")
     ax.axvline(0.0, color="tab:green", lw=2, label="convex optimum p* (excess 0)")
     if lower_bound is not None:
         ax.axvline(lb_excess, color="tab:red", lw=2, ls="--",
@@ -66,6 +79,8 @@ def restart_histogram(objectives, optimum: float, lower_bound: float | None = No
     if lower_bound is not None:
         text += f"\nlower bound = {lower_bound:.10g}"
     ax.text(1.02, 0.0, text, transform=ax.transAxes, ha="left", va="bottom", fontsize=8)
+    ax.set_xticks(_symlog_ticks(lo * 1.5, hi * 1.5, tol))
+    ax.xaxis.set_minor_locator(plt.NullLocator())
     ax.yaxis.get_major_locator().set_params(integer=True)
     ax.set(title=title, xlabel="signed relative excess (objective - p*) / |p*|  (dimensionless, symlog)",
            ylabel="number of restarts")
