@@ -45,17 +45,19 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 ALLOWED = {("theorem", "3.1"), ("equation", "8")}
 
 _NUM = r"\d+(?:\.\d+)*[a-z]?"
-_RANGE = rf"{_NUM}(?:\s*(?:[-–—]|to|and|,)\s*{_NUM})*"
+_SEP = r"\s*(?:[-–—]|to|and|,)\s*"
+_RANGE = rf"{_NUM}(?:{_SEP}{_NUM})*"  # "3.2-3.3", "1 and 2"
+_PRANGE = rf"\(?\s*{_NUM}\s*\)?(?:{_SEP}\(?\s*{_NUM}\s*\)?)*"  # "(8)", "(8) and (9)"
 #: a citation of a numbered part of a work, by kind
 CITATION = re.compile(
     rf"(?P<section>§§?\s*{_RANGE}|\b(?:[Ss]ections?|[Ss]ecs?\.|[Ss]ect\.)\s*{_RANGE})"
-    rf"|(?P<equation>\b(?:[Ee]qs?\.|[Ee]quations?)\s*\(?\s*{_NUM}\s*\)?)"
-    rf"|(?P<theorem>\b(?:Theorems?|Thms?\.?)\s*{_NUM})"
-    rf"|(?P<lemma>\bLemmas?(?:\s*{_NUM})?)"
+    rf"|(?P<equation>\b(?:[Ee]qs?\.|[Ee]quations?)\s*{_PRANGE})"
+    rf"|(?P<theorem>\b(?:Theorems?|Thms?\.?)\s*{_RANGE})"
+    rf"|(?P<lemma>\bLemmas?(?:\s*{_RANGE})?)"
     rf"|(?P<other>\b(?:Propositions?|Props?\.|Corollary|Corollaries|Cor\.|Definitions?|Defn?\.|"
-    rf"Remarks?|Assumptions?|Claims?|Algorithms?|Alg\.)\s*{_NUM})"
-    rf"|(?P<figure>\b(?:[Ff]igures?|[Ff]igs?\.)\s*{_NUM})"
-    rf"|(?P<table>\b[Tt]ables?\s*{_NUM})"
+    rf"Remarks?|Assumptions?|Claims?|Algorithms?|Alg\.)\s*{_RANGE})"
+    rf"|(?P<figure>\b(?:[Ff]igures?|[Ff]igs?\.)\s*{_RANGE})"
+    rf"|(?P<table>\b[Tt]ables?\s*{_RANGE})"
     rf"|(?P<appendix>\b(?:[Aa]ppendix|[Aa]ppendices|App\.\s*[A-Z])(?:\s+[A-Z](?:\.\d+)*\b)?)"
 )
 
@@ -92,16 +94,20 @@ class Unit:
         return f"{self.where}{self.line + sum(b <= offset for b in self.breaks)}"
 
 
-def kind_and_number(match: re.Match) -> tuple[str, str]:
-    """``('theorem', '3.1')`` for "Thm. 3.1"; ``('equation', '8')`` for "eq. (8)"."""
-    kind = match.lastgroup
-    number = re.search(_NUM, match.group())
-    return kind, number.group() if number else ""
+def kind_and_numbers(match: re.Match) -> tuple[str, list[str]]:
+    """``('theorem', ['3.1'])`` for "Thm. 3.1"; ``('equation', ['8', '9'])`` for "eqs. (8) and (9)"."""
+    return match.lastgroup, re.findall(_NUM, match.group())
+
+
+def allowed_part(match: re.Match) -> bool:
+    """Every part the citation names is in :data:`ALLOWED`."""
+    kind, numbers = kind_and_numbers(match)
+    return bool(numbers) and all((kind, n) in ALLOWED for n in numbers)
 
 
 def verdict(unit: Unit, match: re.Match) -> str | None:
     """``None`` if the citation ``match`` in ``unit`` is allowed, else the reason it is not."""
-    if kind_and_number(match) in ALLOWED:
+    if allowed_part(match):
         return None
     if unit.reference_item:
         if PAPER.search(unit.text):
@@ -242,6 +248,8 @@ ALLOWED_EXAMPLES = [
     "## References\n\n- S. Boyd, L. Vandenberghe. *Convex Optimization.* Cambridge University Press,\n"
     "  2004 (duality, §5).",
     "Notebook 02 solves this; see the figure below.",
+    "Thm 3.1 and Equation (8) of the paper",
+    "as in Eq. 8 (the gated ReLU program)",
 ]
 FORBIDDEN_EXAMPLES = [
     "gated ReLU attention (Sahiner et al., ICML 2022, §3.2)",
@@ -255,6 +263,16 @@ FORBIDDEN_EXAMPLES = [
     "## References\n\n- A. Sahiner, T. Ergen, B. Ozturkler et al. *Unraveling Attention via Convex\n"
     "  Duality.* ICML 2022 (§5: CIFAR-100).",
     "the proof in Appendix B",
+    "(Sahiner et al. 2022, Sec. 3.3)",
+    "the paper's Equation 7",
+    "see Fig. 2",
+    "as Table 1 reports",
+    "by Thm 4",
+    "Prop. 2 gives the dual",
+    "Corollary 1 bounds the heads",
+    "Theorems 3.1 and 3.2",
+    "eqs. (8) and (9)",
+    "Section 3.2-3.3",
 ]
 
 
