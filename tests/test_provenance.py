@@ -18,7 +18,8 @@ checks each one by :func:`verdict`:
 1. a citation of a part in :data:`ALLOWED` passes;
 2. in a reference-list item (a list item under a "References" heading) the citation belongs to the
    work the item describes: it passes unless the item describes the paper;
-3. elsewhere it passes only when it is *attached* to another work named just before it: the nearest
+3. a part of this collection ("Section 2 of notebook 01", "notebook 03's Table 1") passes;
+4. elsewhere it passes only when it is *attached* to another work named just before it: the nearest
    preceding mention of a work (:data:`OTHER_WORKS`, or the paper: :data:`PAPER`) is another work,
    at most :data:`MAX_GAP` characters before the citation, with no sentence end and no unclosed
    parenthesis in between (so "Mishkin et al. 2022, Thm 2.2" passes and "Unlike Pilanci & Ergen
@@ -109,6 +110,10 @@ def verdict(unit: Unit, match: re.Match) -> str | None:
     """``None`` if the citation ``match`` in ``unit`` is allowed, else the reason it is not."""
     if allowed_part(match):
         return None
+    after, before_text = unit.text[match.end():], unit.text[:match.start()]
+    if re.match(r"\s*(?:of|in)\s+(?:this\s+notebook|notebook\s+\d\d)", after) or \
+            re.search(r"notebook\s+\d\d(?:'s)?\s*$", before_text):
+        return None  # a part of this collection ("Section 2 of notebook 01")
     if unit.reference_item:
         if PAPER.search(unit.text):
             return "a numbered part of the paper, in its reference entry"
@@ -250,6 +255,7 @@ ALLOWED_EXAMPLES = [
     "Notebook 02 solves this; see the figure below.",
     "Thm 3.1 and Equation (8) of the paper",
     "as in Eq. 8 (the gated ReLU program)",
+    "the derivation in Section 2 of notebook 01",
 ]
 FORBIDDEN_EXAMPLES = [
     "gated ReLU attention (Sahiner et al., ICML 2022, §3.2)",
