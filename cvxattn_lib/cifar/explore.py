@@ -23,6 +23,7 @@ import warnings
 from pathlib import Path
 
 import matplotlib.pyplot as plt
+from matplotlib.ticker import MaxNLocator
 import numpy as np
 import torch
 
@@ -140,9 +141,10 @@ def _label(results: dict) -> str:
 
 def plot_sweep(results: dict, beta: float | None = None, axes=None):
     """Test top-1 (left) and recovered units -- the rank: neurons / heads / kernels -- (right) against
-    beta for every head; a dashed line marks ``beta``.  Returns the figure."""
+    beta for every head; a dotted line marks ``beta``; one legend, outside the axes (no legend over
+    data).  Returns the figure."""
     if axes is None:
-        fig, axes = plt.subplots(1, 2, figsize=(12, 4.2), layout="constrained")
+        fig, axes = plt.subplots(1, 2, figsize=(13.5, 4.2), layout="constrained")
     else:
         fig = axes[0].figure
     heads = list(dict.fromkeys(r["head"] for r in results["rows"]))
@@ -158,8 +160,9 @@ def plot_sweep(results: dict, beta: float | None = None, axes=None):
                 ylabel="top-1 test accuracy (%)")
     axes[1].set(title="rank of the convex solution against β", xlabel="β (weight decay, dimensionless)",
                 ylabel="recovered units (neurons / heads / kernels)")
-    axes[0].legend(fontsize=8, loc="best")
-    axes[1].legend(fontsize=8, loc="best")
+    axes[1].yaxis.set_major_locator(MaxNLocator(integer=True))  # units are counts
+    handles, labels = axes[0].get_legend_handles_labels()
+    fig.legend(handles, labels, fontsize=8, loc="outside right center")
     if beta is not None:
         for ax in axes:
             ax.axvline(beta, color="k", ls=":", lw=1)
