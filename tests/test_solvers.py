@@ -387,6 +387,7 @@ def test_time_to_certified_gap_cvxpy_and_fista_reach_the_same_optimum():
     cvx = cal.solvers.time_to_certified_gap(X, Y, 0.2, solver="cvxpy", tol=1e-6, repeats=2)
     fst = cal.solvers.time_to_certified_gap(X, Y, 0.2, solver="fista", tol=1e-6)
     assert len(cvx.times) == 2 and cvx.seconds > 0 and cvx.iterations is None
+    assert cvx.backend in cal.installed_solvers() and fst.backend == "fista"
     assert cvx.reached and fst.reached and fst.iterations >= 1
     assert abs(cvx.value - fst.value) <= 1e-6 * cvx.value
     assert fst.lower_bound <= cvx.value * (1 + BELOW) and cvx.lower_bound <= fst.value * (1 + BELOW)

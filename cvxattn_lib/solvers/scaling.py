@@ -56,6 +56,7 @@ class GapTiming:
     rel_gap: float  # (value - lower_bound) / value
     tol: float
     iterations: int | None  # solver iterations (None for CVXPY)
+    backend: str = ""  # the solver that ran: CVXPY's (e.g. 'CLARABEL'), or the fit_head method
     message: str = ""
 
     @property
@@ -91,14 +92,14 @@ def time_to_certified_gap(X, Y, beta, solver: str = "fista", tol: float = 1e-6, 
                 cert = fit.certificate()
                 wall = time.perf_counter() - t0
                 out = dict(value=cert["value"], lower_bound=cert["lower_bound"],
-                           rel_gap=cert["rel_gap"], iterations=None)
+                           rel_gap=cert["rel_gap"], iterations=None, backend=fit.solver)
             else:
                 opts = dict(device="cpu", progress=False) | options
                 res = fit_head("self_attention", X, Y, beta, method=solver, activation=activation,
                                tol=tol, **opts)
                 wall = time.perf_counter() - t0
                 out = dict(value=res.value, lower_bound=res.lower_bound, rel_gap=res.rel_gap,
-                           iterations=res.iterations)
+                           iterations=res.iterations, backend=res.method)
         times.append(wall)
         out["message"] = "; ".join(str(w.message) for w in caught)
     return GapTiming(solver=solver, seconds=float(np.median(times)), times=tuple(times), tol=tol, **out)
