@@ -311,3 +311,99 @@ def test_cuda_reaches_the_cpu_optimum(activation):
                               dtype="float32", activation=activation, n_gates=2, rank=6,
                               epochs=100, batch_size=4, polish_iter=500, progress=False)
     assert bm.lower_bound <= cpu.value * (1 + 1e-8)  # float64 certificate of a float32 run
+
+
+# -- notebook 06's pieces: SVT, plain FISTA, the stationary bound, timing to a certified gap ----------
+def test_svt_is_the_prox_of_the_nuclear_norm():
+    """Z = SVT(Y, tau) solves min 1/2 ||Z - Y||^2 + tau ||Z||_*: (Y - Z)/tau is a subgradient of
+    ||.||_* at Z (spectral norm <= 1 and <(Y - Z)/tau, Z> = ||Z||_*), and CVXPY agrees."""
+    import cvxpy as cp
+
+    rng = np.random.default_rng(11)
+    Y, tau = rng.standard_normal((5, 4)), 0.9
+    Z = cal.solvers.svt(Y, tau)
+    sv = np.linalg.svd(Y, compute_uv=False)
+    assert isinstance(Z, np.ndarray) and Z.shape == Y.shape
+    assert 0 < np.linalg.matrix_rank(Z, tol=1e-10) < 4  # the threshold cut some, not all
+    G = (Y - Z) / tau
+    assert np.linalg.norm(G, 2) <= 1 + 1e-12
+    assert abs(np.sum(G * Z) - np.linalg.norm(Z, "nuc")) <= 1e-12 * np.linalg.norm(Z, "nuc")
+    assert np.allclose(np.linalg.svd(Z, compute_uv=False), np.maximum(sv - tau, 0), atol=1e-12)
+    V = cp.Variable(Y.shape)
+    cp.Problem(cp.Minimize(0.5 * cp.sum_squares(V - Y) + tau * cp.normNuc(V))).solve(solver="CLARABEL")
+    assert np.abs(V.value - Z).max() <= 1e-6
+    stack = rng.standard_normal((3, 4, 6))  # numpy stack = torch batch
+    torch_out = cal.solvers.svt(torch.as_tensor(stack), 0.5).numpy()
+    assert np.allclose(cal.solvers.svt(stack, 0.5), torch_out, atol=1e-13)
+
+
+@pytest.mark.parametrize("Z,tau,match", [(np.zeros(3), 0.1, "Z"), (np.zeros((2, 2)), -1.0, "tau")])
+def test_svt_bad_inputs_name_the_argument(Z, tau, match):
+    with pytest.raises(ValueError, match=match):
+        cal.solvers.svt(Z, tau)
+
+
+def test_plain_fista_steps_meet_the_beck_teboulle_bound():
+    """Constant step 1/L, L = ||B||_2^2: F(Z_k) - p* <= 2 L ||Z_0 - Z*||^2 / (k + 1)^2 at every k,
+    and the iterates reach the CVXPY optimum."""
+    X, Y = attention_problem(12, n=10, s=3, d=2, c=2)
+    beta = 0.3
+    fit = cal.convex.fit_self_attention(X, Y, beta)
+    B, Yf = cal.convex.attention.design(X, None), Y.reshape(-1, 2)
+    d, c = 2, 2
+
+    def grad(Z):
+        return (B.T @ (B @ Z.reshape(d**3, c) - Yf)).reshape(d * d, d * c)
+
+    def F(Z):
+        return 0.5 * np.sum((B @ Z.reshape(d**3, c) - Yf) ** 2) + beta * np.linalg.norm(Z, "nuc")
+
+    L = np.linalg.norm(B, 2) ** 2
+    Z0 = np.zeros((d * d, d * c))
+    R2 = np.sum((Z0 - fit.Z[0]) ** 2)
+    Z, Yk, t = Z0, Z0, 1.0
+    for k in range(1, 2001):
+        Z, Yk, t = cal.solvers.fista_step(Yk, Z, t, grad, L, beta)
+        assert F(Z) - fit.value <= 2 * L * R2 / (k + 1) ** 2 + 1e-9 * fit.value
+        assert t >= (k + 2) / 2  # t_{k+1} >= (k + 2) / 2, the rate's key inequality
+    assert abs(F(Z) - fit.value) <= 1e-7 * fit.value
+    with pytest.raises(ValueError, match="t must"):
+        cal.solvers.fista_step(Yk, Z, 0.5, grad, L, beta)
+    with pytest.raises(ValueError, match="L"):
+        cal.solvers.fista_step(Yk, Z, 1.0, grad, 0.0, beta)
+
+
+def test_stationary_bound_values_and_errors():
+    assert cal.solvers.stationary_bound(3.0, 2.0) == 0.5
+    assert cal.solvers.stationary_bound(1.0, 2.0) == 0.0
+    with pytest.raises(ValueError, match="dual_norm"):
+        cal.solvers.stationary_bound(-1.0, 1.0)
+    with pytest.raises(ValueError, match="beta"):
+        cal.solvers.stationary_bound(1.0, 0.0)
+
+
+def test_time_to_certified_gap_cvxpy_and_fista_reach_the_same_optimum():
+    X, Y = attention_problem(13, n=8, s=3, d=2, c=1)
+    cvx = cal.solvers.time_to_certified_gap(X, Y, 0.2, solver="cvxpy", tol=1e-6, repeats=2)
+    fst = cal.solvers.time_to_certified_gap(X, Y, 0.2, solver="fista", tol=1e-6)
+    assert len(cvx.times) == 2 and cvx.seconds > 0 and cvx.iterations is None
+    assert cvx.backend in cal.installed_solvers() and fst.backend == "fista"
+    assert cvx.reached and fst.reached and fst.iterations >= 1
+    assert abs(cvx.value - fst.value) <= 1e-6 * cvx.value
+    assert fst.lower_bound <= cvx.value * (1 + BELOW) and cvx.lower_bound <= fst.value * (1 + BELOW)
+    short = cal.solvers.time_to_certified_gap(X, Y, 0.2, solver="fista", tol=1e-12, max_iter=2)
+    assert not short.reached and "max_iter" in short.message  # the warning is kept, not raised
+    with pytest.raises(ValueError, match="solver"):
+        cal.solvers.time_to_certified_gap(X, Y, 0.2, solver="adam")
+    with pytest.raises(ValueError, match="repeats"):
+        cal.solvers.time_to_certified_gap(X, Y, 0.2, repeats=0)
+
+
+def test_seconds_per_iteration_reads_the_fista_history():
+    X, Y = attention_problem(14)
+    res = cal.solvers.fit_head("self_attention", X, Y, 0.3, tol=1e-8, check_every=1, progress=False)
+    assert len(res.history) >= 2 and cal.solvers.seconds_per_iteration(res) > 0
+    bm = cal.solvers.fit_head("self_attention", X, Y, 0.3, method="burer_monteiro", rank=4, epochs=0,
+                              polish_iter=100, progress=False)
+    with pytest.raises(ValueError, match="FISTA"):
+        cal.solvers.seconds_per_iteration(bm)

@@ -8,11 +8,11 @@ live in their own module (``nb01`` for notebook 01, ...); worked solutions live 
 
 from __future__ import annotations
 
-from . import nb01, nb02, nb03, nb04, nb05
+from . import nb01, nb02, nb03, nb04, nb05, nb06
 from ._base import Exercise, close, implement, number
 
 EXERCISES: dict[str, Exercise] = {}
-for _module in (nb01, nb02, nb03, nb04, nb05):
+for _module in (nb01, nb02, nb03, nb04, nb05, nb06):
     _overlap = EXERCISES.keys() & _module.EXERCISES.keys()
     if _overlap:
         raise RuntimeError(f"exercise keys defined twice: {sorted(_overlap)}")

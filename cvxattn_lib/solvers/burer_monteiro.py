@@ -98,7 +98,7 @@ def burer_monteiro(head, beta: float, rank: int | None = None, epochs: int = 300
     with torch.no_grad():
         penalty = 0.5 * float(cert.to64(U).abs().square().sum() + cert.to64(V).abs().square().sum())
     p_bm = ev.value - beta * float(cert.compact_svd(U, V)[1].sum()) + beta * penalty
-    bound = max(ev.dual.value / beta - 1.0, 0.0)
+    bound = cert.stationary_bound(ev.dual.value, beta)
     return dict(factors=(U, V), evaluation=ev, iterations=it,
                 converged=ev.certificate.rel_gap <= tol, history=history,
                 wall_time=time.perf_counter() - t0,

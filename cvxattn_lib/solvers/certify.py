@@ -85,6 +85,20 @@ def spectral_norms(head, G: torch.Tensor, batch_size=None, explicit_limit: int =
     return DualNorm(sigma, "power", it, change)
 
 
+def stationary_bound(dual_norm: float, beta: float) -> float:
+    r""":math:`(s/\beta-1)_+` with :math:`s=\|\nabla_Z L(\mathcal{A}(UV^\top))\|_2` (the largest over
+    gates): at a stationary point (U, V) of the factored problem with value :math:`p_{BM}` and a loss
+    L >= 0, :math:`(p_{BM}-p^\star)/p^\star\le(s/\beta-1)_+` (Sahiner et al., ICLR 2024).  Proof: at a
+    stationary point :math:`\langle\nabla_Z L,UV^\top\rangle=-\tfrac\beta2(\|U\|_F^2+\|V\|_F^2)`, so
+    convexity of L gives :math:`F(Z)\ge p_{BM}-(s-\beta)\|Z\|_*` for every Z, and
+    :math:`\beta\|Z^\star\|_*\le p^\star`."""
+    if not np.isfinite(dual_norm) or dual_norm < 0:
+        raise ValueError(f"dual_norm must be a finite number >= 0, got {dual_norm}")
+    if not np.isfinite(beta) or beta <= 0:
+        raise ValueError(f"beta must be a finite number > 0, got {beta}")
+    return max(float(dual_norm) / float(beta) - 1.0, 0.0)
+
+
 def to64(t: torch.Tensor) -> torch.Tensor:
     """float64 (complex128 for complex tensors)."""
     return t.to(torch.complex128 if t.is_complex() else torch.float64)

@@ -39,8 +39,18 @@ def one_thread(on: bool):
             torch.set_num_threads(before)
 
 
-def svt(Z: torch.Tensor, tau: float) -> torch.Tensor:
-    """Singular-value soft-thresholding of each Z_j (P, p, q) at ``tau``."""
+def svt(Z, tau: float):
+    r"""Singular-value soft-thresholding at ``tau``: :math:`U\max(S-\tau,0)V^\top`, the prox of
+    :math:`\tau\|\cdot\|_*`, of each Z_j of a (P, p, q) tensor.  A numpy array (one (p, q) matrix
+    or a (P, p, q) stack) gives a numpy array back (computed in float64)."""
+    if isinstance(Z, np.ndarray):
+        if Z.ndim not in (2, 3):
+            raise ValueError(f"Z must be a (p, q) matrix or a (P, p, q) stack, got shape {Z.shape}")
+        if not np.isfinite(tau) or tau < 0:
+            raise ValueError(f"tau must be a finite number >= 0, got {tau}")
+        Zt = torch.as_tensor(np.asarray(Z, dtype=np.float64))
+        out = svt(Zt if Z.ndim == 3 else Zt[None], float(tau))
+        return out.numpy() if Z.ndim == 3 else out[0].numpy()
     with one_thread(Z.device.type == "cpu" and Z[0].numel() <= 2**16):
         U, s, Vh = torch.linalg.svd(Z, full_matrices=False)
     return (U * torch.clamp(s - tau, min=0.0)[:, None, :]) @ Vh
