@@ -28,10 +28,11 @@ of mode w.  So this head pays one nuclear norm of the matrix whose rows are all 
 
 **Two-layer per-mode channel map (AFNO-like; defined in this collection)**
 (``mixing='spectral'``).  :math:`f(X)=\mathrm{irfft}_w(\hat X[w]W_{1w}W_{2w})`: the FNO layer
-with each mode's channel matrix factored through m hidden channels, as AFNO (Guibas et al.
-2022) uses a two-layer channel MLP per mode (AFNO's nonlinearity, block-diagonal weights and
-soft-thresholding are left out).  :math:`W_{1w}` (d, m), :math:`W_{2w}` (m, c) complex, real at
-self-conjugate modes, weight decay
+with each mode's channel matrix factored through m hidden channels.  "AFNO-like" because AFNO
+(Guibas et al. 2022) mixes channels in the Fourier domain with a two-layer MLP; AFNO shares that
+MLP across modes and adds block-diagonal weights, a nonlinearity and soft-thresholding, none of
+which is modelled here (here every mode has its own weights, as in the FNO).  :math:`W_{1w}`
+(d, m), :math:`W_{2w}` (m, c) complex, real at self-conjugate modes, weight decay
 :math:`\tfrac\beta2\sum_{w<K}\|W_{1w}\|_F^2+\|W_{2w}\|_F^2` (each rfft mode once).  Minimising
 the penalty over the factorisations of :math:`R_w=W_{1w}W_{2w}` gives :math:`\|R_w\|_*` (complex
 SVD; real at self-conjugate modes), once :math:`m\ge\max_w\mathrm{rank}R_w`.  The token-domain
