@@ -1,12 +1,15 @@
 r"""Three toy token-mixing tasks, each built to favour one inductive bias, and the convex token
-mixers (self-attention, Mixer, FNO) compared on them by held-out error (notebook 04).
+mixers (linear self-attention, bilinear token-and-channel mixing, circular convolution, the
+two-layer per-mode channel map and the FNO layer) compared on them by held-out error (notebook 04).
 
 * ``'clusters'``: :func:`~cvxattn_lib.clustering.planted_clusters`, targets the mean of the query's
   own cluster: the mixing depends on the *content* of the tokens (attention's bias).
-* ``'positions'``: :math:`Y=MXB^\star+\varepsilon` with one fixed token-mixing matrix M (s, s) and
-  channel map :math:`B^\star` (d, c): mixing by *position*, the same for every sample (Mixer's bias).
-* ``'translation'``: :math:`Y=\mathrm{circ}(k^\star)XB^\star+\varepsilon`, a circular convolution
-  over tokens with a short kernel: *translation-equivariant* mixing (FNO's bias).
+* ``'positions'``: :math:`Y=MXb^\star+\varepsilon` with one fixed token-mixing matrix M (s, s) and
+  channel map :math:`b^\star` (d, 1): mixing by *position*, the same for every sample (the bias of
+  bilinear, Mixer-style mixing).
+* ``'translation'``: :math:`Y=\mathrm{circ}(k^\star)Xb^\star+\varepsilon`, a circular convolution
+  over tokens with a three-tap kernel: *translation-equivariant* mixing (the bias of the
+  convolution and Fourier heads).
 
 Samples of one task share its hidden parameters (drawn from ``seed``), so train, validation and
 test splits come from one call.  Errors are relative: :math:`\|\hat Y-Y\|_F^2/\|Y\|_F^2`.
@@ -20,11 +23,14 @@ import numpy as np
 
 from .clustering import planted_clusters
 from .convex.attention import AttentionFit, attention_masks, design
-from .convex.fno import FNOFit, circulant, circulant_outputs, spectral_outputs
+from .convex.fno import FNOFit, FNOLayerFit, circulant, circulant_outputs, spectral_outputs
 from .convex.mixer import MixerFit, mixer_design, mixer_masks
 from .validation import as_float_array, choice, positive_int, positive_scalar, seed_value
 
 TASKS = ("clusters", "positions", "translation")
+NAMES = {"attention": "linear attention", "mixer": "bilinear (Mixer-style)",
+         "circulant": "circular convolution", "spectral": "two-layer per-mode (AFNO-like)",
+         "fno_layer": "FNO layer (Li et al.)"}  # display names of the token mixers
 
 
 @dataclass
@@ -82,12 +88,14 @@ def predict(fit, X) -> np.ndarray:
     the masks of its gates) rebuilt on X."""
     X = as_float_array("X", X, 3)
     n, s, d = X.shape
-    if not isinstance(fit, (AttentionFit, MixerFit, FNOFit)) or fit.loss != "squared":
-        raise TypeError("fit must be an AttentionFit, MixerFit or FNOFit of the squared loss, "
-                        f"got {type(fit).__name__}")
+    if not isinstance(fit, (AttentionFit, MixerFit, FNOFit, FNOLayerFit)) or fit.loss != "squared":
+        raise TypeError("fit must be an AttentionFit, MixerFit, FNOFit or FNOLayerFit of the squared "
+                        f"loss, got {type(fit).__name__}")
     if fit.shape[1:3] != (s, d):
         raise ValueError(f"X must have {fit.shape[1]} tokens and {fit.shape[2]} channels like the "
                          f"training data, got shape {X.shape}")
+    if isinstance(fit, FNOLayerFit):
+        return spectral_outputs(X, fit.R).reshape(n, s, -1)
     if isinstance(fit, FNOFit):
         out = circulant_outputs(X, fit.Z[0]) if fit.mixing == "circulant" else spectral_outputs(X, fit.Z)
         return out.reshape(n, s, -1)
@@ -105,3 +113,21 @@ def relative_error(Yhat, Y) -> float:
     """||Yhat - Y||_F^2 / ||Y||_F^2."""
     Y = np.asarray(Y, float)
     return float(np.sum((np.asarray(Yhat, float).reshape(Y.shape) - Y) ** 2) / np.sum(Y**2))
+
+
+def select_and_score(fit_fn, task: TokenTask, betas) -> dict:
+    """Fit ``fit_fn(X, Y, beta)`` on the training split for every ``beta`` in ``betas``, keep the
+    one with the smallest relative error on the validation split, and score it.  Returns
+    ``{'beta', 'val', 'train', 'test'}`` (relative errors, see :func:`relative_error`)."""
+    betas = [positive_scalar("betas", b) for b in np.atleast_1d(np.asarray(betas, float))]
+    if not betas:
+        raise ValueError("betas must hold at least one weight decay")
+    best = None
+    for b in betas:
+        fit = fit_fn(task.Xtr, task.Ytr, b)
+        val = relative_error(predict(fit, task.Xval), task.Yval)
+        if best is None or val < best[0]:
+            best = (val, b, fit)
+    val, b, fit = best
+    return {"beta": b, "val": val, "train": relative_error(predict(fit, task.Xtr), task.Ytr),
+            "test": relative_error(predict(fit, task.Xte), task.Yte)}

@@ -251,3 +251,77 @@ def test_spectral_head_rejects_mismatched_weights():
         FNOHead.from_weights({"W1": np.zeros((3, 2, 2)), "W2": np.zeros((3, 3, 1))}, "spectral")
     with pytest.raises(ValueError, match="mixing"):
         FNOHead(4, 2, 2, 1, mixing="wavelet")
+
+
+# ---- the FNO layer of Li et al. (one channel matrix per retained mode): a ridge problem ----------
+
+@pytest.mark.parametrize("s,modes", [(4, None), (5, None), (6, 2), (5, 1)])
+@pytest.mark.parametrize("beta", [0.01, 1.0])
+def test_fno_layer_ridge_closed_form_equals_cvxpy(s, modes, beta):
+    """The per-mode ridge closed form (by Parseval) = the token-domain program solved by CVXPY
+    (no Parseval), and it is stationary: P_w^H (f(X) - Y) + beta R_w = 0 at every retained mode."""
+    from cvxattn_lib.convex.fno import fno_layer_objective, fno_layer_program, fno_layer_ridge
+
+    X, Y = problem(s, s=s)
+    R = fno_layer_ridge(X, Y, beta, modes)
+    R_cvx, value = fno_layer_program(X, Y, beta, modes)
+    np.testing.assert_allclose(R, R_cvx, atol=1e-6)
+    assert fno_layer_objective(X, Y, R, beta) <= value + 1e-9 * value  # the closed form is optimal
+    assert abs(fno_layer_objective(X, Y, R, beta) - value) <= 1e-7 * value
+    kept = s // 2 + 1 if modes is None else modes
+    grad = spectral_adjoint(X, spectral_outputs(X, R) - Y.reshape(-1, Y.shape[2]))
+    for w in range(s // 2 + 1):
+        if w < kept:
+            np.testing.assert_allclose(grad[w] + beta * R[w], 0, atol=1e-10)
+            if self_conjugate(s)[w]:
+                assert np.all(R[w].imag == 0)
+        else:
+            assert np.all(R[w] == 0)
+
+
+def test_fno_layer_is_ridge_not_low_rank():
+    """Weight decay on the one-layer FNO shrinks every singular value of R_w but zeroes none: at a
+    beta where the two-layer (block nuclear-norm) program switches modes off and lowers ranks, the
+    FNO layer keeps every mode at full rank; as beta -> 0 it tends to least squares per mode."""
+    from cvxattn_lib.convex.fno import fit_fno_layer
+
+    X, Y = problem(3, n=8, s=6, d=2, c=2)
+    beta = 10.0
+    layer, block = fit_fno_layer(X, Y, beta), cal.convex.fit_fno(X, Y, beta, "spectral")
+    sv_layer = np.array(layer.singular_values())
+    sv_block = np.array([np.linalg.svd(R, compute_uv=False) for R in block.Z])
+    assert np.all(sv_layer[:, -1] > 1e-3 * sv_layer.max())  # full rank at every mode
+    on = sv_block > 1e-6 * sv_block.max()
+    assert on.sum() < sv_layer.size and not np.all(on.any(axis=1))  # whole modes off, lower ranks
+    Xt, Yt, mu = spectral_blocks(X, Y)
+    tiny = fit_fno_layer(X, Y, 1e-10)
+    for w, sc in enumerate(self_conjugate(6)):
+        A, B = (Xt[w].real, Yt[w].real) if sc else (Xt[w], Yt[w])
+        np.testing.assert_allclose(tiny.R[w], np.linalg.lstsq(A, B, rcond=None)[0], atol=1e-8)
+    # shrinkage: every singular value decreases as beta grows
+    small = np.array(fit_fno_layer(X, Y, 0.1).singular_values())
+    assert np.all(sv_layer < small)
+    assert layer.value == pytest.approx(
+        cal.convex.fno.fno_layer_objective(X, Y, layer.R, beta), rel=1e-12)
+    np.testing.assert_allclose(layer.prediction(), spectral_outputs(X, layer.R), atol=1e-14)
+
+
+@pytest.mark.parametrize("modes", [0, 4, 1.5, True])
+def test_fno_layer_bad_modes_are_named(modes):
+    from cvxattn_lib.convex.fno import fit_fno_layer, fno_layer_program
+
+    X, Y = problem(0, s=5)
+    with pytest.raises(ValueError, match="modes"):
+        fit_fno_layer(X, Y, 0.1, modes)
+    with pytest.raises(ValueError, match="modes"):
+        fno_layer_program(X, Y, 0.1, modes)
+
+
+def test_fno_layer_bad_inputs_are_named():
+    from cvxattn_lib.convex.fno import fno_layer_objective, fno_layer_ridge
+
+    X, Y = problem(0)
+    with pytest.raises((TypeError, ValueError), match="beta"):
+        fno_layer_ridge(X, Y, -1.0)
+    with pytest.raises(ValueError, match="R"):
+        fno_layer_objective(X, Y, np.zeros((2, 3, 2)), 0.1)

@@ -6,7 +6,7 @@ import pytest
 
 import cvxattn_lib as cal
 from cvxattn_lib import mixer_tasks as mt
-from cvxattn_lib.convex.fno import circulant
+from cvxattn_lib.convex.fno import circulant, fit_fno_layer
 
 
 @pytest.mark.parametrize("kind", mt.TASKS)
@@ -54,7 +54,8 @@ FITS = {"attention linear": lambda X, Y: cal.convex.fit_self_attention(X, Y, 0.1
         "mixer linear": lambda X, Y: cal.convex.fit_mixer(X, Y, 0.1),
         "mixer gated": lambda X, Y: cal.convex.fit_mixer(X, Y, 0.1, "gated_relu", n_gates=2),
         "fno circulant": lambda X, Y: cal.convex.fit_fno(X, Y, 0.1),
-        "fno spectral": lambda X, Y: cal.convex.fit_fno(X, Y, 0.1, "spectral")}
+        "fno spectral": lambda X, Y: cal.convex.fit_fno(X, Y, 0.1, "spectral"),
+        "fno layer": lambda X, Y: fit_fno_layer(X, Y, 0.1)}
 
 
 @pytest.mark.parametrize("name", FITS)
@@ -88,3 +89,26 @@ def test_bad_inputs_name_the_argument():
         mt.predict(fit, rng.standard_normal((2, 5, 2)))
     with pytest.raises(TypeError, match="fit"):
         mt.predict(object(), rng.standard_normal((2, 4, 2)))
+
+
+def test_select_and_score_keeps_the_best_validation_beta():
+    """The kept beta has the smallest validation error of the grid, and its scores are those of
+    the fit at that beta."""
+    T = mt.token_task("translation", n_train=8, n_val=8, n_test=8, s=4, d=2, seed=1)
+    grid = [1e-3, 1.0, 100.0]
+    out = mt.select_and_score(lambda X, Y, b: fit_fno_layer(X, Y, b), T, grid)
+    vals = {b: mt.relative_error(mt.predict(fit_fno_layer(T.Xtr, T.Ytr, b), T.Xval), T.Yval)
+            for b in grid}
+    assert out["beta"] == min(vals, key=vals.get) and out["val"] == vals[out["beta"]]
+    best = fit_fno_layer(T.Xtr, T.Ytr, out["beta"])
+    assert out["test"] == mt.relative_error(mt.predict(best, T.Xte), T.Yte)
+    assert out["train"] == mt.relative_error(mt.predict(best, T.Xtr), T.Ytr)
+    with pytest.raises(ValueError, match="betas"):
+        mt.select_and_score(lambda X, Y, b: fit_fno_layer(X, Y, b), T, [])
+    with pytest.raises(ValueError, match="betas"):
+        mt.select_and_score(lambda X, Y, b: fit_fno_layer(X, Y, b), T, [-1.0])
+
+
+def test_display_names_cover_the_mixers():
+    assert set(mt.NAMES) == {"attention", "mixer", "circulant", "spectral", "fno_layer"}
+    assert "Mixer" in mt.NAMES["mixer"] and "Li" in mt.NAMES["fno_layer"]

@@ -122,3 +122,20 @@ def test_bad_inputs_name_the_argument(data):
         cal.widgets.mixer_beta_explorer(X, Y[:3])
     with pytest.raises(ValueError, match="X"):
         cal.widgets.mixer_beta_explorer(X[0], Y)
+
+
+def test_panels_and_status_use_the_true_model_names(explorer):
+    """Bilinear (Mixer-style) mixing, the circular convolution and the two-layer per-mode map are
+    named for what they are, not as 'Mixer' and 'FNO' (the FNO layer of Li et al. is a ridge
+    problem, see cvxattn_lib.convex.fno.fno_layer_ridge)."""
+    from cvxattn_lib.widgets.mixer import NAMES
+
+    fig, _ = explorer.figure(BETA0)
+    titles = [ax.get_title() for ax in fig.axes]
+    for title, key in zip(titles, ("mixer", "circulant", "spectral")):
+        assert title.startswith(NAMES[key])
+    assert all(NAMES[key] in explorer.status.value for key in NAMES)
+    assert not any("spectral FNO" in t or "circulant FNO" in t or t.startswith("Mixer") for t in titles)
+    import matplotlib.pyplot as plt
+
+    plt.close(fig)

@@ -1,27 +1,44 @@
-r"""Fourier Neural Operator token mixing with weight decay as (block) nuclear-norm programs.
+r"""Fourier token mixing with weight decay: when it is a ridge problem, a nuclear norm, or a block
+nuclear norm.  The programs of this module are **derived in this collection** (the paper's
+abstract says it analyses FNO with block nuclear-norm regularisation; its exact model and
+statement were not available to us), and each is checked numerically in the tests.
 
 Samples :math:`X\in\mathbb{R}^{s\times d}`, token outputs (s, c); :math:`\hat x=\mathrm{rfft}(x)`
 over tokens has K = s//2 + 1 modes.  Mode w is *self-conjugate* (w = 0, and w = s/2 for even s)
 or *paired* (the full DFT also holds its conjugate at s - w); multiplicity :math:`\mu_w` = 1 or 2.
 
-**Shared circulant head.**  :math:`f(X)=\sum_j\mathrm{circ}(k_j)XB_j`,
-:math:`\mathrm{circ}(k)[t,u]=k[(t-u)\bmod s]`, ``k_j`` (s,), ``B_j`` (d, c), computed with FFTs
-(:math:`\mathrm{circ}(k)x=\mathrm{irfft}(\hat k\,\hat x)`).  With
+**The FNO layer of Li et al. (2021): a ridge problem.**  Its spectral convolution keeps one
+complex channel matrix :math:`R_w` (d, c) per retained mode, :math:`f(X)=\mathrm{irfft}_w(\hat
+X[w]R_w)`.  It is linear in its weights, so weight decay :math:`\tfrac\beta2\sum_w\|R_w\|_F^2`
+gives a convex *Frobenius* (ridge) problem, solved in closed form mode by mode
+(:func:`fno_layer_ridge`, checked against CVXPY by :func:`fno_layer_program`); no nuclear norm,
+and the solution is generically full rank.
+
+**Shared-kernel circular convolution** (``mixing='circulant'``).
+:math:`f(X)=\sum_j\mathrm{circ}(k_j)XB_j`, :math:`\mathrm{circ}(k)[t,u]=k[(t-u)\bmod s]`,
+``k_j`` (s,), ``B_j`` (d, c): a global convolution factored into m kernels times channel maps,
+computed with FFTs (:math:`\mathrm{circ}(k)x=\mathrm{irfft}(\hat k\,\hat x)`).  With
 :math:`Z=\sum_jk_j\mathrm{vec}(B_j)^\top` (s x dc, row-major vec, :math:`Z[r,ac+b]`),
 :math:`f(X)[t,b]=\sum_{r,a}X[(t-r)\bmod s,a]\,Z[r,ac+b]`: linear in Z, and weight decay on
 :math:`(k_j,B_j)` gives one nuclear norm, :math:`\min L(\mathcal{A}(Z))+\beta\|Z\|_*`.  In the
 Fourier basis (F the unitary DFT over tokens) :math:`\|FZ\|_*=\|Z\|_*`, and row w of
 :math:`\sqrt s\,FZ` is :math:`\mathrm{vec}(R_w)`, :math:`R_w=\sum_j\hat k_j[w]B_j`, the channel map
-of mode w.  So the circulant head pays one nuclear norm of the matrix whose rows are all the
+of mode w.  So this head pays one nuclear norm of the matrix whose rows are all the
 :math:`\mathrm{vec}(R_w)/\sqrt s` -- low rank *across* frequencies (shared kernels).
 
-**Per-frequency (spectral, AFNO-like) head.**  :math:`f(X)=\mathrm{irfft}_w(\hat X[w]W_{1w}W_{2w})`,
-:math:`W_{1w}` (d, m), :math:`W_{2w}` (m, c) complex, real at self-conjugate modes, weight decay
+**Two-layer per-mode channel map (AFNO-like; defined in this collection)**
+(``mixing='spectral'``).  :math:`f(X)=\mathrm{irfft}_w(\hat X[w]W_{1w}W_{2w})`: the FNO layer
+with each mode's channel matrix factored through m hidden channels.  "AFNO-like" because AFNO
+(Guibas et al. 2022) mixes channels in the Fourier domain with a two-layer MLP; AFNO shares that
+MLP across modes and adds block-diagonal weights, a nonlinearity and soft-thresholding, none of
+which is modelled here (here every mode has its own weights, as in the FNO).  :math:`W_{1w}`
+(d, m), :math:`W_{2w}` (m, c) complex, real at self-conjugate modes, weight decay
 :math:`\tfrac\beta2\sum_{w<K}\|W_{1w}\|_F^2+\|W_{2w}\|_F^2` (each rfft mode once).  Minimising
 the penalty over the factorisations of :math:`R_w=W_{1w}W_{2w}` gives :math:`\|R_w\|_*` (complex
 SVD; real at self-conjugate modes), once :math:`m\ge\max_w\mathrm{rank}R_w`.  The token-domain
 program is :math:`\min L(\sum_w\mathrm{Re}(P_wR_w))+\beta\sum_{w<K}\|R_w\|_*`, with
-:math:`P_w[(i,t),a]=\tfrac{\mu_w}{s}e^{2\pi iwt/s}\hat X_i[w,a]` (the irfft written out).
+:math:`P_w[(i,t),a]=\tfrac{\mu_w}{s}e^{2\pi iwt/s}\hat X_i[w,a]` (the irfft written out): the
+block nuclear norm belongs to this two-layer map, not to the one-layer FNO.
 
 *Parseval.*  With the orthonormal rfft :math:`\tilde x=\mathrm{rfft}(x)/\sqrt s`, a real sequence
 has :math:`\sum_t y_t^2=\sum_{w<K}\mu_w|\tilde y_w|^2` (a paired mode stands for itself and its
@@ -37,11 +54,12 @@ the full DFT (s blocks, :math:`R_{s-w}=\bar R_w`, unit loss weights) the regular
 :math:`\beta\sum_{w<s}\|R_w\|_*/\mu_w`: each copy of a paired mode pays half.
 (:func:`spectral_blocks_program` solves the blocks one by one.)
 
-The two heads have the same functions (any conjugate-symmetric :math:`R_w` is
-:math:`\sum_j\hat k_j[w]B_j` for enough kernels) but different regularisers,
-:math:`\|[\mathrm{vec}R_w]_w\|_*/\sqrt s` against :math:`\sum_w\|R_w\|_*`: the block norm is *not*
-the circulant head's regulariser (for d = c = 1 it is an l2 norm over frequencies against an
-l1 norm).
+All three compute the same functions (any conjugate-symmetric :math:`R_w` is
+:math:`\sum_j\hat k_j[w]B_j` for enough kernels); they differ in the regulariser: the FNO layer
+pays :math:`\tfrac\beta2\sum_w\|R_w\|_F^2` (ridge), the circular convolution
+:math:`\beta\|[\mathrm{vec}R_w]_w\|_*/\sqrt s`, the two-layer per-mode map
+:math:`\beta\sum_w\|R_w\|_*`.  The block norm is *not* the circular convolution's regulariser
+(for d = c = 1 it is an l1 norm over frequencies against an l2 norm).
 
 **Complex variables.**  Paired modes use ``cp.Variable(complex=True)`` with ``cp.normNuc``; CVXPY
 embeds a complex matrix as :math:`\begin{bmatrix}\mathrm{Re}&-\mathrm{Im}\\ \mathrm{Im}&\mathrm{Re}
@@ -151,7 +169,8 @@ def spectral_blocks(X: np.ndarray, Y: np.ndarray):
 
 @dataclass
 class FNOFit(LiftedFit):
-    """Solution of an FNO-head convex program, with recovery and certificate.  ``Z`` is
+    """Solution of the convex program of a factored Fourier head (shared-kernel circular
+    convolution or two-layer per-mode channel map), with recovery and certificate.  ``Z`` is
     ``[Z]`` (s, d c) for circulant, the K channel maps ``R_w`` (d, c) for spectral (complex at
     paired modes).  Outputs and adjoints are computed with FFTs."""
 
@@ -220,11 +239,15 @@ def _spectral_program(X, Yf, loss, beta, solver):
 
 def fit_fno(X, Y, beta, mixing: str = "circulant", loss: str = "squared",
             solver: str | None = None) -> FNOFit:
-    """Solve the convex program of an FNO token-mixing head with weight decay ``beta``.
+    """Solve the convex program (derived in this collection) of a factored Fourier token-mixing
+    head with weight decay ``beta``: the shared-kernel circular convolution (``'circulant'``) or
+    the two-layer per-mode channel map, AFNO-like (``'spectral'``).  For the one-layer FNO of
+    Li et al. (a ridge problem) see :func:`fno_layer_ridge`.
 
     ``X`` (n, s, d); ``Y`` (n, s, c) token targets (squared loss) or integer labels (n,)
     (cross-entropy on mean-pooled logits).  ``mixing``: ``'circulant'`` (one nuclear norm of
-    Z (s, d c)) or ``'spectral'`` (one nuclear norm per rfft mode).  Returns an :class:`FNOFit`.
+    Z (s, d c)) or ``'spectral'`` (one nuclear norm per rfft mode: the block nuclear norm).
+    Returns an :class:`FNOFit`.
     """
     X, Yf, c = _check(X, Y, loss)
     beta = positive_scalar("beta", beta)
@@ -257,3 +280,120 @@ def spectral_blocks_program(X, Y, beta, solver: str | None = None) -> list[tuple
                                          + beta * nuclear_norm(R)))
         out.append((solve(problem, solver=solver), np.array(R.value, copy=True)))
     return out
+
+
+def _retained_modes(s: int, modes) -> int:
+    """The number of retained (lowest) rfft modes, 1 <= modes <= s//2 + 1 (default: all)."""
+    K = s // 2 + 1
+    if modes is None:
+        return K
+    if isinstance(modes, bool) or not isinstance(modes, (int, np.integer)) or not 1 <= modes <= K:
+        raise ValueError(f"modes must be an integer in [1, {K}] (the rfft modes of s = {s} tokens), "
+                         f"got {modes!r}")
+    return int(modes)
+
+
+def fno_layer_objective(X, Y, R, beta) -> float:
+    r"""The weight-decayed objective of the FNO layer (Li et al. 2021) with channel maps ``R``:
+    :math:`\tfrac12\|\mathrm{irfft}_w(\hat X[w]R_w)-Y\|_F^2+\tfrac\beta2\sum_w\|R_w\|_F^2`
+    (each rfft mode once, complex modulus; ``R`` (K, d, c), zero at the modes not retained)."""
+    X, Yf, c = _check(X, Y, "squared")
+    beta = positive_scalar("beta", beta)
+    n, s, d = X.shape
+    R = np.asarray(R)
+    if R.shape != (s // 2 + 1, d, c):
+        raise ValueError(f"R must have shape {(s // 2 + 1, d, c)} (K, d, c), got {R.shape}")
+    fit = 0.5 * np.sum((spectral_outputs(X, R) - Yf) ** 2)
+    return float(fit + 0.5 * beta * np.sum(np.abs(R) ** 2))
+
+
+def fno_layer_ridge(X, Y, beta, modes=None) -> np.ndarray:
+    r"""Closed-form optimum of the FNO layer of Li et al. (2021) with weight decay: the spectral
+    convolution :math:`f(X)=\mathrm{irfft}_w(\hat X[w]R_w)` with **one** channel matrix
+    :math:`R_w\in\mathbb{C}^{d\times c}` per retained rfft mode :math:`w<` ``modes`` (real at the
+    self-conjugate modes), trained on
+    :math:`\tfrac12\|f(X)-Y\|_F^2+\tfrac\beta2\sum_w\|R_w\|_F^2`.
+
+    The model is linear in its weights, so this is already convex: no lifting, no nuclear norm.
+    By Parseval (module docstring) it decouples into one **ridge** regression per mode,
+    :math:`\min_R\tfrac{\mu_w}2\|\tilde X_wR-\tilde Y_w\|_F^2+\tfrac\beta2\|R\|_F^2`, solved by
+
+    .. math:: R_w=(\mu_w\tilde X_w^H\tilde X_w+\beta I)^{-1}\mu_w\tilde X_w^H\tilde Y_w,
+
+    a shrunken least-squares map: its singular values shrink, none is set to zero (generically
+    full rank, unlike the two-layer per-mode program).  Returns ``R`` (K, d, c) complex, zero at
+    the modes not retained.  (The layer's pointwise term and activation are left out.)
+    """
+    X, Yf, c = _check(X, Y, "squared")
+    beta = positive_scalar("beta", beta)
+    n, s, d = X.shape
+    kept = _retained_modes(s, modes)
+    Xt, Yt, mu = spectral_blocks(X, Yf.reshape(n, s, c))
+    R = np.zeros((s // 2 + 1, d, c), complex)
+    for w, sc in enumerate(self_conjugate(s)[:kept]):
+        A, B = (Xt[w].real, Yt[w].real) if sc else (Xt[w], Yt[w])
+        R[w] = np.linalg.solve(mu[w] * A.conj().T @ A + beta * np.eye(d), mu[w] * A.conj().T @ B)
+    return R
+
+
+def fno_layer_program(X, Y, beta, modes=None, solver: str | None = None):
+    """The same FNO-layer problem as :func:`fno_layer_ridge`, solved by CVXPY in the token
+    domain (the irfft written out with :func:`spectral_design`, a Frobenius penalty per mode):
+    a check of the closed form that does not use Parseval.  Returns ``(R (K, d, c), value)``."""
+    X, Yf, c = _check(X, Y, "squared")
+    beta = positive_scalar("beta", beta)
+    n, s, d = X.shape
+    kept = _retained_modes(s, modes)
+    Rv, out, penalty = [], 0, 0
+    for P, sc in list(zip(spectral_design(X), self_conjugate(s)))[:kept]:
+        R = cp.Variable((d, c)) if sc else cp.Variable((d, c), complex=True)
+        Rv.append(R)
+        out = out + (P @ R if sc else cp.real(P @ R))
+        penalty = penalty + (cp.sum_squares(R) if sc else
+                             cp.sum_squares(cp.real(R)) + cp.sum_squares(cp.imag(R)))
+    problem = cp.Problem(cp.Minimize(0.5 * cp.sum_squares(out - Yf) + 0.5 * beta * penalty))
+    value = solve(problem, solver=solver)
+    R = np.zeros((s // 2 + 1, d, c), complex)
+    for w, Rw in enumerate(Rv):
+        R[w] = Rw.value
+    return R, value
+
+
+@dataclass
+class FNOLayerFit:
+    """The weight-decayed FNO layer of Li et al. (2021), solved in closed form (ridge per mode,
+    :func:`fno_layer_ridge`): channel maps ``R`` (K, d, c), zero at the modes not retained."""
+
+    beta: float
+    modes: int
+    shape: tuple  # (n, s, d, c)
+    X: np.ndarray = field(repr=False)
+    Y: np.ndarray = field(repr=False)  # (n s, c)
+    R: np.ndarray = field(repr=False)
+    loss: str = "squared"
+
+    def outputs(self) -> np.ndarray:
+        """Token outputs (n s, c) on the training samples."""
+        return spectral_outputs(self.X, self.R)
+
+    prediction = outputs
+
+    @property
+    def value(self) -> float:
+        """The optimal objective :math:`\\tfrac12\\|f(X)-Y\\|_F^2+\\tfrac\\beta2\\sum_w\\|R_w\\|_F^2`."""
+        n, s, d, c = self.shape
+        return fno_layer_objective(self.X, self.Y.reshape(n, s, c), self.R, self.beta)
+
+    def singular_values(self) -> list[np.ndarray]:
+        """Singular values of each retained R_w (descending)."""
+        return [np.linalg.svd(R, compute_uv=False) for R in self.R[:self.modes]]
+
+
+def fit_fno_layer(X, Y, beta, modes=None) -> FNOLayerFit:
+    """The FNO layer of Li et al. (2021) with weight decay ``beta``, ``modes`` lowest rfft modes
+    retained (default all), solved in closed form: see :func:`fno_layer_ridge`."""
+    X, Yf, c = _check(X, Y, "squared")
+    n, s, d = X.shape
+    kept = _retained_modes(s, modes)
+    R = fno_layer_ridge(X, Yf.reshape(n, s, c), beta, kept)
+    return FNOLayerFit(beta=float(beta), modes=kept, shape=(n, s, d, c), X=X, Y=Yf, R=R)

@@ -1,9 +1,19 @@
-r"""MLP-Mixer token mixing with weight decay as nuclear-norm programs.
+r"""Bilinear token-and-channel mixing (the linear-activation form of a Mixer-style block) with
+weight decay as nuclear-norm programs.  The programs are **derived in this collection** (the
+paper's abstract says it analyses MLP-Mixer with block nuclear-norm regularisation; its exact
+model and statement were not available to us) and checked numerically in the tests.
 
-A Mixer head j maps a sample :math:`X\in\mathbb{R}^{s\times d}` (s tokens, d channels) to
+A head j maps a sample :math:`X\in\mathbb{R}^{s\times d}` (s tokens, d channels) to
 :math:`A_jXB_j` with token mixing :math:`A_j` (s, s) and channel map :math:`B_j` (d, c); the layer
 sums m heads.  Gated ReLU: :math:`(1\{H_jX\ge0\}\odot A_jX)\,B_j`, the (s, d) mask of a fixed gate
 :math:`H_j` (s, s) applied elementwise to :math:`A_jX`.
+
+*Relation to MLP-Mixer* (Tolstikhin et al. 2021).  A Mixer block applies a token-mixing MLP to
+every channel (a column of X) and then a channel-mixing MLP to every token (a row), each with a
+GELU, layer norm and a skip connection.  Drop the layer norms and skips and make the activations
+linear: the token MLP collapses to one s x s matrix A, the channel MLP to one d x c matrix B, and
+the block computes :math:`AXB`, one head here.  The layer of this module sums m such bilinear
+maps, and weight decay is put on :math:`A_j, B_j` themselves.
 
 **Lifting (row-major vec, as in :mod:`.attention`).**  :math:`\mathrm{vec}(A)_{ts+u}=A[t,u]`,
 :math:`\mathrm{vec}(B)_{ac+b}=B[a,b]`, and :math:`Z=\sum_j\mathrm{vec}(A_j)\mathrm{vec}(B_j)^\top`
@@ -64,7 +74,8 @@ def mixer_gates(s: int, gates=None, n_gates=None, seed: int = 0) -> np.ndarray:
 
 @dataclass
 class MixerFit(LiftedFit):
-    """Solution of a Mixer-head convex program, with recovery and certificate
+    """Solution of the convex program of bilinear token-and-channel mixing (Mixer-style),
+    with recovery and certificate
     (``prediction``, ``value``, ``dual_norm``, ``certificate`` from
     :class:`~cvxattn_lib.convex.lifted.LiftedFit`)."""
 
@@ -96,7 +107,9 @@ class MixerFit(LiftedFit):
 
 def fit_mixer(X, Y, beta, activation: str = "linear", gates=None, n_gates=None, seed: int = 0,
               loss: str = "squared", solver: str | None = None) -> MixerFit:
-    """Solve the convex program of a Mixer token-mixing head with weight decay ``beta``.
+    """Solve the convex program (derived in this collection) of bilinear token-and-channel
+    mixing :math:`\\sum_jA_jXB_j` (the linear-activation form of a Mixer-style block), or its
+    gated-ReLU variant, with weight decay ``beta``.
 
     ``X`` (n, s, d); ``Y`` (n, s, c) token targets (squared loss) or integer labels (n,)
     (softmax cross-entropy on mean-pooled logits).  ``activation``: ``'linear'`` (one nuclear

@@ -1,11 +1,16 @@
-r"""The non-convex token-mixing heads the Mixer and FNO programs are equivalent to.
+r"""The non-convex token-mixing heads whose convex programs (derived in this collection) live in
+:mod:`cvxattn_lib.convex.mixer` and :mod:`cvxattn_lib.convex.fno`.
 
-* :class:`MixerHead`: :math:`f(X)=\sum_jA_jXB_j` (linear) or
+* :class:`MixerHead`, bilinear token-and-channel mixing (the linear-activation form of a
+  Mixer-style block): :math:`f(X)=\sum_jA_jXB_j` (linear) or
   :math:`\sum_j(1\{G_jX\ge0\}\odot A_jX)B_j` (gated ReLU, fixed gates); ``A`` (m, s, s),
   ``B`` (m, d, c), ``G`` (m, s, s).
-* :class:`FNOHead`, ``'circulant'``: :math:`f(X)=\sum_j\mathrm{circ}(k_j)XB_j`,
+* :class:`FNOHead`, ``'circulant'``, a shared-kernel circular convolution:
+  :math:`f(X)=\sum_j\mathrm{circ}(k_j)XB_j`,
   :math:`\mathrm{circ}(k)[t,u]=k[(t-u)\bmod s]`, computed with FFTs; ``k`` (m, s), ``B`` (m, d, c).
-* :class:`FNOHead`, ``'spectral'`` (AFNO-like): :math:`f(X)=\mathrm{irfft}_w(\hat X[w]W_{1w}W_{2w})`
+* :class:`FNOHead`, ``'spectral'``, the two-layer per-mode channel map (AFNO-like; the FNO
+  layer of Li et al. 2021 has one matrix per mode instead, see
+  :func:`cvxattn_lib.convex.fno.fno_layer_ridge`): :math:`f(X)=\mathrm{irfft}_w(\hat X[w]W_{1w}W_{2w})`
   over the K = s//2 + 1 rfft modes, complex ``W1`` (K, d, m), ``W2`` (K, m, c), real at the
   self-conjugate modes (0 and, for even s, s/2).  Stored as real and imaginary parameters, so
   the penalty (half the sum of squares of the parameters) is :math:`\tfrac12\sum_w\|W_{1w}\|_F^2+
@@ -35,7 +40,8 @@ def self_conjugate(s: int) -> np.ndarray:
 
 
 class MixerHead(WeightedModel):
-    """m Mixer heads on s tokens (float64 by default for exact comparisons)."""
+    """m heads of bilinear token-and-channel mixing (Mixer-style) on s tokens (float64 by
+    default for exact comparisons)."""
 
     PARAMS = ("A", "B")
 
@@ -71,8 +77,9 @@ class MixerHead(WeightedModel):
 
 
 class FNOHead(WeightedModel):
-    """An FNO token-mixing head, ``'circulant'`` (m shared kernels) or ``'spectral'`` (m hidden
-    channels per rfft mode)."""
+    """A factored Fourier token-mixing head: ``'circulant'``, a circular convolution with m shared
+    kernels, or ``'spectral'``, the two-layer per-mode channel map (AFNO-like) with m hidden
+    channels per rfft mode."""
 
     def __init__(self, s: int, d: int, m: int, c: int, mixing: str = "circulant",
                  pool: bool = False, init_scale: float = 1.0,

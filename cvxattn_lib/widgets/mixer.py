@@ -1,11 +1,13 @@
-r"""The β explorer of notebook 04: the Mixer and FNO convex programs re-solved as β moves, with
-the singular-value spectra of their lifted matrices.
+r"""The β explorer of notebook 04: three token-mixing convex programs (derived in this collection)
+re-solved as β moves, with the singular-value spectra of their lifted matrices.
 
-* Mixer head: :math:`Z=\sum_j\mathrm{vec}(A_j)\mathrm{vec}(B_j)^\top` (:math:`s^2\times dc`), rows
-  indexed by token pairs, columns by channel pairs; rank Z = heads.
-* Shared-circulant FNO: :math:`Z=\sum_jk_j\mathrm{vec}(B_j)^\top` (:math:`s\times dc`), rows
-  indexed by token offsets; rank Z = kernels.
-* Spectral FNO: one channel map :math:`R_w` (d, c) per rfft mode; the block nuclear norm
+* Bilinear token-and-channel mixing (Mixer-style, linear activation):
+  :math:`Z=\sum_j\mathrm{vec}(A_j)\mathrm{vec}(B_j)^\top` (:math:`s^2\times dc`), rows indexed by
+  token pairs, columns by channel pairs; rank Z = heads.
+* Shared-kernel circular convolution: :math:`Z=\sum_jk_j\mathrm{vec}(B_j)^\top`
+  (:math:`s\times dc`), rows indexed by token offsets; rank Z = kernels.
+* Two-layer per-mode channel map (AFNO-like): one channel map :math:`R_w` (d, c) per rfft mode;
+  the block nuclear norm
   :math:`\sum_w\|R_w\|_*` switches whole modes off (the token dimension, in Fourier) and lowers the
   rank of the others (the feature dimension).
 """
@@ -21,6 +23,8 @@ from ..convex import fit_fno, fit_mixer
 from ..convex.attention import _check
 from .base import Explorer, log_slider
 
+NAMES = {"mixer": "bilinear mixing (Mixer-style)", "circulant": "circular convolution (shared kernels)",
+         "spectral": "two-layer per-mode map (AFNO-like)"}  # display names
 FLOOR = 1e-9  # singular values are drawn clipped at FLOOR times the largest of the panel
 
 
@@ -33,8 +37,9 @@ def numerical_rank(sv: np.ndarray, rtol: float = 1e-5) -> int:
 
 
 class MixerExplorer(Explorer):
-    """A log-scale β slider that re-solves three convex token-mixing programs on (X, Y) -- the
-    linear Mixer head, the shared-circulant and the spectral FNO heads -- and redraws the
+    """A log-scale β slider that re-solves three convex token-mixing programs on (X, Y) --
+    bilinear mixing (Mixer-style), the shared-kernel circular convolution and the two-layer
+    per-mode channel map (AFNO-like) -- and redraws the
     singular values of their lifted matrices.
 
     ``last`` holds ``beta``, the optima ``mixer_value``, ``circulant_value``,
@@ -90,10 +95,10 @@ class MixerExplorer(Explorer):
         fig, axes = plt.subplots(1, 3, figsize=(14, 3.9), sharey=True, layout="constrained")
         for ax, key, rows, what in [(axes[0], "mixer", f"{s}²", "heads"),
                                     (axes[1], "circulant", f"{s}", "kernels")]:
+            name = NAMES[key]
             sv = np.maximum(sp[key], FLOOR * top)
             ax.semilogy(np.arange(1, len(sv) + 1), sv, "o-")
-            ax.set(title=f"{'Mixer' if key == 'mixer' else 'circulant FNO'}: Z ({rows} × {d * c}), "
-                         f"rank {rank[key]} = {what}",
+            ax.set(title=f"{name}:\nZ ({rows} × {d * c}), rank {rank[key]} = {what}",
                    xlabel="index i (largest first)", xticks=np.arange(1, len(sv) + 1))
         axes[0].set_ylabel("singular value σ_i (a.u.)")
         threshold = self.rank_rtol * top
@@ -103,7 +108,7 @@ class MixerExplorer(Explorer):
             axes[2].semilogy(np.full(on.sum(), w), v[on], "o", color="tab:green")
             axes[2].semilogy(np.full((~on).sum(), w), v[~on], "o", color="tab:gray")
         K = len(mode_ranks)
-        axes[2].set(title=f"spectral FNO: R_w ({d} × {c}); {sum(r > 0 for r in mode_ranks)}/{K} "
+        axes[2].set(title=f"{NAMES['spectral']}:\nR_w ({d} × {c}); {sum(r > 0 for r in mode_ranks)}/{K} "
                           f"modes on, max rank {max(mode_ranks)}",
                     xlabel="rfft mode w (cycles per sequence)", xticks=np.arange(K))
         for ax in axes:
@@ -120,13 +125,15 @@ class MixerExplorer(Explorer):
         return fig, info
 
     def status_html(self, info: dict) -> str:
-        return (f"<b>β = {info['beta']:.3g}</b> · Mixer: p* = {info['mixer_value']:.5g}, "
-                f"{info['mixer_rank']} heads · circulant FNO: p* = {info['circulant_value']:.5g}, "
-                f"{info['circulant_rank']} kernels · spectral FNO: p* = {info['spectral_value']:.5g}, "
+        return (f"<b>β = {info['beta']:.3g}</b> · {NAMES['mixer']}: p* = {info['mixer_value']:.5g}, "
+                f"{info['mixer_rank']} heads · {NAMES['circulant']}: p* = {info['circulant_value']:.5g}, "
+                f"{info['circulant_rank']} kernels · {NAMES['spectral']}: "
+                f"p* = {info['spectral_value']:.5g}, "
                 f"{info['spectral_modes']} modes on, rank ≤ {info['spectral_rank']} · "
                 f"certified gap ≤ {info['rel_gap']:.1e}")
 
 
 def mixer_beta_explorer(X, Y, beta: float = 0.1, **kwargs) -> MixerExplorer:
-    """Build the Mixer/FNO β explorer for token data X (n, s, d), targets Y (n, s, c)."""
+    """Build the β explorer of the three token-mixing programs (bilinear mixing, circular
+    convolution, two-layer per-mode map) for token data X (n, s, d), targets Y (n, s, c)."""
     return MixerExplorer(X, Y, beta=beta, **kwargs)
