@@ -71,7 +71,7 @@ def test_notebook01_beta_slider(lab, lab_page):
 @pytest.mark.parametrize("notebook,css_class,label", [
     ("notebooks/02_linear_self_attention_is_a_nuclear_norm_program.ipynb", "cvxattn-rank-explorer", "β"),
     ("notebooks/03_gated_relu_attention_clusters_tokens.ipynb", "cvxattn-clustering-explorer", "noise"),
-    ("notebooks/04_mixer_and_fno_are_block_nuclear_norm_programs.ipynb", "cvxattn-mixer-explorer", "β"),
+    ("notebooks/04_token_mixing_by_position_and_by_frequency.ipynb", "cvxattn-mixer-explorer", "β"),
 ], ids=["02", "03", "04"])
 def test_notebook_sliders(lab, lab_page, notebook, css_class, label):
     """Notebooks 02-04 run in JupyterLab and moving a slider redraws their figure."""
