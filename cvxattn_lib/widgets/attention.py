@@ -94,7 +94,7 @@ class ClusteringExplorer(Explorer):
         Above β_max no gate carries a head: the affinity is 0 and the ARI is NaN."""
         X, C, fit, groups = self.solve(round(float(beta), 12), int(n_gates), round(float(noise), 6))
         active = int(clustering.active_gates(fit.Z).sum())
-        fig, axes = plt.subplots(1, 2, figsize=(10.5, 4.0))
+        fig, axes = plt.subplots(1, 2, figsize=(12.5, 4.0))
         if groups is None:
             aff, ari = np.zeros(C.shape + C.shape[-1:]), float("nan")
             axes[1].text(0.5, 0.5, "no head left: nothing to group", ha="center", va="center",
@@ -103,8 +103,10 @@ class ClusteringExplorer(Explorer):
         else:
             aff = clustering.attention_affinity(fit.weights(), "gated_relu", X)
             ari = clustering.mean_ari(groups, C)
-            plots.token_projection(X, groups, C, ax=axes[1],
-                                   title=f"learned groups, mean ARI = {ari:.2f} (σ = {noise:.2f})")
+            plots.token_projection(X[..., :2], groups, C, ax=axes[1],  # the content channels
+                                   title=f"learned groups (content channels), mean ARI = {ari:.2f}")
+            axes[1].legend(fontsize=7, title="marker: planted; colour: learned", title_fontsize=7,
+                           loc="upper left", bbox_to_anchor=(1.02, 1))
         plots.attention_map(aff[0], C[0], ax=axes[0],
                             title=f"sample 0: affinity (β = {beta:.3g}, {active} of {n_gates} gates used)")
         return fig, {"ari": ari, "active": active, "n_heads": fit.n_heads, "value": fit.value,
