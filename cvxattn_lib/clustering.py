@@ -11,7 +11,15 @@ to the output of query t, :math:`c_{tu}=\sum_j\sigma_j(XW_{1j}X^\top)[t,u]\,W_{2
 (the output of query t is :math:`\sum_u c_{tu}`).  Its norm, symmetrised, is the affinity: it uses
 every head's attention weights (and, for gated ReLU, its pattern) and how much the head's value map
 carries.  Spectral clustering of that affinity gives a grouping of the tokens, scored with the
-adjusted Rand index (1: the planted clusters, ~0: chance).
+adjusted Rand index (1: the planted clusters, ~0: chance).  This read-out is derived in this
+collection (the paper's abstract says attention "implicitly clusters the tokens"; its own read-out
+was not available to us).
+
+Notebook 03 uses a second toy, :func:`routing_clusters` (content channels from the planted toy plus
+value channels; targets the own-cluster mean of the values, so a layer must route by cluster), the
+baselines of :data:`METHODS` (raw token Gram, linear attention with and without a constant channel,
+softmax attention) scored over toy draws by :func:`ari_table`, and gate selection along β
+(:func:`active_gates`, :func:`dual_per_gate`, :func:`beta_max`, :func:`gate_path`).
 """
 
 from __future__ import annotations
