@@ -38,18 +38,25 @@ def test_rank_explorer_tracks_the_rank_of_z(rank_explorer):
 
 
 def test_clustering_explorer_resolves_on_each_control():
-    e = cal.widgets.clustering_explorer(n=10, s=6, d=2, K=3, n_gates=4, beta=0.1)
+    e = cal.widgets.clustering_explorer(n=10, s=6, K=3, n_gates=4, beta=0.1)
     assert e.draws == 1
     assert all(c.continuous_update is False for c in e.controls)
     assert "cvxattn-clustering-explorer" in e._dom_classes
     first = dict(e.last)
     assert -1 <= first["ari"] <= 1 and abs(first["rel_gap"]) < 1e-6
+    X, Y, C = cl.routing_clusters(n=10, s=6, K=3, noise=0.1, seed=0)
+    fit = cal.convex.fit_self_attention(X, Y, 0.1, activation="gated_relu", n_gates=4, seed=0)
+    assert first["active"] == int(cl.active_gates(fit.Z).sum())
+    assert first["ari"] == cl.clustering_ari(fit.weights(), "gated_relu", X, C, 3)
     e.noise.value = 0.4
     assert e.draws == 2 and e.last["noise"] == pytest.approx(0.4)
     assert e.last["figure_sha1"] != first["figure_sha1"] and e.last["value"] != first["value"]
     e.gates.value = 2
     assert e.draws == 3 and e.last["n_gates"] == 2
-    assert "ARI against the planted clusters" in e.status.value
+    assert "ARI against the planted clusters" in e.status.value and "gates carrying heads" in e.status.value
     fig, info = e.figure(**e.values())  # the static figure is the widget's
     assert info["ari"] == e.last["ari"]
     assert len(fig.axes) >= 2 and all(ax.get_title() for ax in fig.axes[:2])
+    # above beta_max no gate carries a head: the explorer says so instead of failing
+    e.slider.value = 1000.0
+    assert e.last["active"] == 0 and e.last["n_heads"] == 0 and np.isnan(e.last["ari"])

@@ -1,5 +1,6 @@
 """Explorers of notebooks 02 and 03: the rank of linear attention's lifted matrix against β, and
-token clustering by gated-ReLU attention against β, the number of gates and the noise."""
+token clustering by gated-ReLU attention (and the gates it uses) against β, the number of gates
+and the noise."""
 
 from __future__ import annotations
 
@@ -53,25 +54,28 @@ class AttentionRankExplorer(Explorer):
 
 
 class ClusteringExplorer(Explorer):
-    """Sliders for β, the number of gates and the noise of the planted-cluster toy: each move
-    solves the gated-ReLU attention program and redraws one sample's token affinity and the
-    tokens coloured by learned group; the status line gives the ARI against the planted clusters.
+    """Sliders for β, the number of gates and the noise of notebook 03's routing toy
+    (:func:`~cvxattn_lib.clustering.routing_clusters`): each move solves the gated-ReLU attention
+    program and redraws one sample's token affinity and the tokens coloured by learned group; the
+    status line gives the ARI against the planted clusters and how many gates carry heads.
 
-    ``last``: ``beta``, ``n_gates``, ``noise``, ``ari``, ``n_heads``, ``rel_gap``, ``figure_sha1``.
+    ``last``: ``beta``, ``n_gates``, ``noise``, ``ari``, ``active``, ``n_heads``, ``rel_gap``,
+    ``figure_sha1``.
     """
 
     css_class = "cvxattn-clustering-explorer"
 
-    def __init__(self, n: int = 30, s: int = 6, d: int = 3, K: int = 3, beta: float = 0.1,
-                 n_gates: int = 8, noise: float = 0.1, seed: int = 0,
-                 beta_range: tuple[float, float] = (1e-2, 10.0), max_gates: int = 16):
-        self.sizes, self.seed = dict(n=n, s=s, d=d, K=K), seed
+    def __init__(self, n: int = 30, s: int = 6, K: int = 3, values: int = 1, beta: float = 10.0,
+                 n_gates: int = 16, noise: float = 0.1, seed: int = 0,
+                 beta_range: tuple[float, float] = (1e-2, 1e3), max_gates: int = 16):
+        self.sizes, self.seed = dict(n=n, s=s, K=K, values=values), seed
 
         def solve(beta: float, n_gates: int, noise: float):
-            X, Y, C = clustering.planted_clusters(noise=noise, seed=seed, **self.sizes)
+            X, Y, C = clustering.routing_clusters(noise=noise, seed=seed, **self.sizes)
             fit = fit_self_attention(X, Y, beta, activation="gated_relu", n_gates=n_gates,
                                      seed=seed)
-            groups = clustering.token_groups(fit.weights(), "gated_relu", X, K, seed)
+            groups = (clustering.token_groups(fit.weights(), "gated_relu", X, K, seed)
+                      if fit.n_heads else None)
             return X, C, fit, groups
 
         self.solve = lru_cache(maxsize=32)(solve)
@@ -79,7 +83,7 @@ class ClusteringExplorer(Explorer):
         self.gates = W.IntSlider(value=n_gates, min=1, max=max_gates, description="gates P",
                                  continuous_update=False, style={"description_width": "initial"})
         self.noise = W.FloatSlider(value=noise, min=0.02, max=0.5, step=0.02,
-                                   description="token noise σ", continuous_update=False,
+                                   description="content noise σ", continuous_update=False,
                                    readout_format=".2f", style={"description_width": "initial"})
         self._start([self.slider, self.gates, self.noise])
 
@@ -88,21 +92,32 @@ class ClusteringExplorer(Explorer):
                 "noise": float(self.noise.value)}
 
     def figure(self, beta: float, n_gates: int, noise: float):
-        """Affinity of sample 0 and the learned groups (also the static figure); ``(fig, info)``."""
+        """Affinity of sample 0 and the learned groups (also the static figure); ``(fig, info)``.
+        Above β_max no gate carries a head: the affinity is 0 and the ARI is NaN."""
         X, C, fit, groups = self.solve(round(float(beta), 12), int(n_gates), round(float(noise), 6))
-        aff = clustering.attention_affinity(fit.weights(), "gated_relu", X)
-        ari = float(np.mean([clustering.adjusted_rand_index(g, c) for g, c in zip(groups, C)]))
-        fig, axes = plt.subplots(1, 2, figsize=(10.5, 4.0))
+        active = int(clustering.active_gates(fit.Z).sum())
+        fig, axes = plt.subplots(1, 2, figsize=(12.5, 4.0))
+        if groups is None:
+            aff, ari = np.zeros(C.shape + C.shape[-1:]), float("nan")
+            axes[1].text(0.5, 0.5, "no head left: nothing to group", ha="center", va="center",
+                         transform=axes[1].transAxes)
+            axes[1].set(title="learned groups: none (Z* = 0)", xticks=[], yticks=[])
+        else:
+            aff = clustering.attention_affinity(fit.weights(), "gated_relu", X)
+            ari = clustering.mean_ari(groups, C)
+            plots.token_projection(X[..., :2], groups, C, ax=axes[1],  # the content channels
+                                   title=f"learned groups (content channels), mean ARI = {ari:.2f}")
+            axes[1].legend(fontsize=7, title="marker: planted; colour: learned", title_fontsize=7,
+                           loc="upper left", bbox_to_anchor=(1.02, 1))
         plots.attention_map(aff[0], C[0], ax=axes[0],
-                            title=f"sample 0: affinity (β = {beta:.3g}, P = {n_gates})")
-        plots.token_projection(X, groups, C, ax=axes[1],
-                               title=f"learned groups, mean ARI = {ari:.2f} (noise σ = {noise:.2f})")
-        return fig, {"ari": ari, "n_heads": fit.n_heads, "value": fit.value,
+                            title=f"sample 0: affinity (β = {beta:.3g}, {active} of {n_gates} gates used)")
+        return fig, {"ari": ari, "active": active, "n_heads": fit.n_heads, "value": fit.value,
                      "rel_gap": fit.certificate()["rel_gap"]}
 
     def status_html(self, info: dict) -> str:
         return (f"<b>β = {info['beta']:.3g}, P = {info['n_gates']}, σ = {info['noise']:.2f}</b> · "
-                f"ARI against the planted clusters = {info['ari']:.3f} · heads = {info['n_heads']} · "
+                f"ARI against the planted clusters = {info['ari']:.3f} · gates carrying heads = "
+                f"{info['active']} of {info['n_gates']} · heads = {info['n_heads']} · "
                 f"certified gap = {info['rel_gap']:.1e}")
 
 
@@ -111,7 +126,8 @@ def attention_rank_explorer(X, Y, beta: float = 0.1, **kwargs) -> AttentionRankE
     return AttentionRankExplorer(X, Y, beta=beta, **kwargs)
 
 
-def clustering_explorer(beta: float = 0.1, n_gates: int = 8, noise: float = 0.1,
+def clustering_explorer(beta: float = 10.0, n_gates: int = 16, noise: float = 0.1,
                         **kwargs) -> ClusteringExplorer:
-    """Build the clustering explorer on the planted-cluster toy (sizes n, s, d, K as keywords)."""
+    """Build the clustering explorer on notebook 03's routing toy (sizes n, s, K, values and the
+    toy's ``seed`` as keywords)."""
     return ClusteringExplorer(beta=beta, n_gates=n_gates, noise=noise, **kwargs)
