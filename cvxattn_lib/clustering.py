@@ -66,8 +66,18 @@ def attention_affinity(weights: dict, activation: str, X: np.ndarray) -> np.ndar
     return 0.5 * (aff + aff.transpose(0, 2, 1))
 
 
+def _cluster_count(K, s: int, what: str = "tokens") -> int:
+    """``K`` as an int in [1, s]: a partition of s items has at least one and at most s groups."""
+    K = positive_int("K", K)
+    if K > s:
+        raise ValueError(f"K must be between 1 and the number of {what} ({s}), got {K}")
+    return K
+
+
 def kmeans(P: np.ndarray, K: int, seed: int = 0, restarts: int = 8, iters: int = 50) -> np.ndarray:
     """Lloyd's k-means with k-means++ starts; returns labels of the rows of P."""
+    P = as_float_array("P", P, 2)
+    K = _cluster_count(K, len(P), "rows of P")
     rng = np.random.default_rng(seed)
     best, best_cost = None, np.inf
     for _ in range(restarts):
@@ -92,7 +102,11 @@ def kmeans(P: np.ndarray, K: int, seed: int = 0, restarts: int = 8, iters: int =
 def spectral_clusters(affinity: np.ndarray, K: int, seed: int = 0) -> np.ndarray:
     r"""Cluster the nodes of one affinity matrix (s, s) into K groups: the K leading eigenvectors
     of :math:`D^{-1/2}AD^{-1/2}`, rows normalised, then k-means (Ng, Jordan & Weiss 2002)."""
-    A = np.maximum(np.asarray(affinity, float), 0)
+    A = as_float_array("affinity", affinity, 2)
+    if A.shape[0] != A.shape[1]:
+        raise ValueError(f"affinity must be a square matrix (s, s), got shape {A.shape}")
+    K = _cluster_count(K, A.shape[0])
+    A = np.maximum(A, 0)
     deg = A.sum(1)
     inv = np.where(deg > 0, 1 / np.sqrt(np.maximum(deg, 1e-300)), 0.0)
     _, vecs = np.linalg.eigh(inv[:, None] * A * inv[None])
@@ -104,6 +118,10 @@ def spectral_clusters(affinity: np.ndarray, K: int, seed: int = 0) -> np.ndarray
 def adjusted_rand_index(a, b) -> float:
     """Hubert & Arabie's adjusted Rand index of two labelings (1: identical partitions)."""
     a, b = np.asarray(a).ravel(), np.asarray(b).ravel()
+    if a.size != b.size:
+        raise ValueError(f"a and b must label the same items: got {a.size} and {b.size} labels")
+    if a.size == 0:
+        raise ValueError("a and b are empty: the ARI of two labelings needs at least one item")
     _, ai = np.unique(a, return_inverse=True)
     _, bi = np.unique(b, return_inverse=True)
     table = np.zeros((ai.max() + 1, bi.max() + 1))
@@ -122,6 +140,8 @@ def adjusted_rand_index(a, b) -> float:
 def token_groups(weights: dict, activation: str, X: np.ndarray, K: int,
                  seed: int = 0) -> np.ndarray:
     """The learned grouping (n, s): spectral clusters of each sample's attention affinity."""
+    X = as_float_array("X", X, 3)
+    K = _cluster_count(K, X.shape[1])
     return np.stack([spectral_clusters(A, K, seed) for A in attention_affinity(weights, activation, X)])
 
 
@@ -129,6 +149,11 @@ def clustering_ari(weights: dict, activation: str, X: np.ndarray, clusters: np.n
                    K: int, seed: int = 0) -> float:
     """Mean over samples of the ARI between the learned groups (:func:`token_groups`) and the
     planted clusters."""
+    X = as_float_array("X", X, 3)
+    clusters = np.asarray(clusters)
+    if clusters.shape != X.shape[:2]:
+        raise ValueError(f"clusters must have shape (n, s) = {X.shape[:2]} (one label per token of X), "
+                         f"got {clusters.shape}")
     groups = token_groups(weights, activation, X, K, seed)
     return float(np.mean([adjusted_rand_index(g, c) for g, c in zip(groups, clusters)]))
 
@@ -179,7 +204,7 @@ def gram_affinity(X: np.ndarray) -> np.ndarray:
 def groups_from_affinity(affinity: np.ndarray, K: int, seed: int = 0) -> np.ndarray:
     """Spectral clusters (n, s) of each sample's affinity (n, s, s)."""
     affinity = as_float_array("affinity", affinity, 3)
-    K = positive_int("K", K)
+    K = _cluster_count(K, affinity.shape[1])
     return np.stack([spectral_clusters(A, K, seed) for A in affinity])
 
 

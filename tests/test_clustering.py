@@ -173,3 +173,36 @@ def test_gated_relu_attention_grouping_regression():
     groups = cl.token_groups(fit.weights(), "gated_relu", X, K=3)
     shuffled = np.mean([cl.adjusted_rand_index(g, c) for g, c in zip(groups, np.roll(C, 1, axis=0))])
     assert abs(shuffled) < 0.2, shuffled
+
+
+# --- bad input to the clustering helpers (issue 13): each error names the argument ---------------
+
+@pytest.mark.parametrize("call,match", [
+    (lambda: cl.adjusted_rand_index([0, 1, 1], [0, 1]), "same items: got 3 and 2"),
+    (lambda: cl.adjusted_rand_index([], []), "empty"),
+    (lambda: cl.kmeans(np.zeros((0, 2)), 1), "P must have at least one row"),
+    (lambda: cl.kmeans(np.eye(3), 4), r"K must be between 1 and the number of rows of P \(3\)"),
+    (lambda: cl.kmeans(np.eye(3), 0), "K"),
+    (lambda: cl.spectral_clusters(np.eye(4), 5), r"K must be between 1 and the number of tokens \(4\)"),
+    (lambda: cl.spectral_clusters(np.eye(4), 0), "K"),
+    (lambda: cl.spectral_clusters(np.ones((3, 4)), 2), "affinity must be a square matrix"),
+    (lambda: cl.spectral_clusters(np.full((2, 2), np.nan), 1), "affinity contains NaN"),
+    (lambda: cl.groups_from_affinity(np.ones((2, 3, 3)), 4), r"number of tokens \(3\)"),
+    (lambda: cl.mean_ari(np.zeros((2, 3)), np.zeros((2, 4))), "groups and clusters"),
+])
+def test_clustering_helpers_name_bad_input(call, match):
+    with pytest.raises((ValueError, TypeError), match=match):
+        call()
+
+
+def test_token_groups_and_ari_check_k_and_cluster_shape():
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((2, 4, 3))
+    weights = {"W1": rng.standard_normal((1, 3, 3)), "W2": rng.standard_normal((1, 3, 1))}
+    with pytest.raises(ValueError, match=r"K must be between 1 and the number of tokens \(4\)"):
+        cl.token_groups(weights, "linear", X, K=5)
+    with pytest.raises(ValueError, match=r"clusters must have shape \(n, s\) = \(2, 4\)"):
+        cl.clustering_ari(weights, "linear", X, np.zeros((2, 3), int), K=2)
+    # the same call with matching shapes works and returns an ARI in [-1, 1]
+    ari = cl.clustering_ari(weights, "linear", X, np.zeros((2, 4), int), K=2)
+    assert -1.0 <= ari <= 1.0
