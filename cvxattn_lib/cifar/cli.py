@@ -453,8 +453,13 @@ def _check_args(args) -> None:
     from ..runtime import device as pick_device
     from .backbone import check_name
 
+    from .data import load_manifest
+
     pick_device(args.device)  # ValueError naming the device
     check_name(args.backbone)
+    if args.manifest is not None:
+        load_manifest(args.manifest)  # read even when the data turn out to be missing: never ignored
+    _root(args)
 
 
 def extract(args) -> dict:
