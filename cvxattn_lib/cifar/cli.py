@@ -452,7 +452,6 @@ def _check_args(args) -> None:
     """Everything about the options that can be checked before any work (no data, no backbone)."""
     from ..runtime import device as pick_device
     from .backbone import check_name
-
     from .data import load_manifest
 
     pick_device(args.device)  # ValueError naming the device

@@ -183,7 +183,8 @@ def check_files(root: Path, manifest=None) -> dict:
 
 def _latin1_encode(text, encoding="latin1"):
     """``_codecs.encode`` as Python 3 writes ``bytes`` in protocol-2 pickles, and nothing more."""
-    if not isinstance(text, str) or encoding.replace("-", "").lower() != "latin1":
+    if not isinstance(text, str) or not isinstance(encoding, str) \
+            or encoding.replace("-", "").lower() != "latin1":
         raise pickle.UnpicklingError(f"_codecs.encode({type(text).__name__}, {encoding!r}) is not "
                                      "how CIFAR-100 stores bytes")
     return text.encode("latin1")
