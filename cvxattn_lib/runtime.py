@@ -34,10 +34,18 @@ def pick(full, fast):
 
 
 def data_root() -> Path:
-    """The data and cache root: ``$CVXATTN_DATA`` if set, else ``data/`` in the repository."""
+    """The data and cache root: ``$CVXATTN_DATA`` if set, else ``data/`` in the repository (created
+    if missing).  A root that is a file, or that cannot be created, is a ``ValueError`` naming it."""
     env = os.environ.get(DATA_ENV)
     root = Path(env).expanduser() if env else _REPO_ROOT / "data"
-    root.mkdir(parents=True, exist_ok=True)
+    where = f"{DATA_ENV}={env!r}" if env else f"the default data root {root}"
+    if root.exists() and not root.is_dir():
+        raise ValueError(f"{where} is a file, not a folder; point {DATA_ENV} at a folder (it holds "
+                         "cifar-100-python/, cache/ and results/) or unset it")
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ValueError(f"{where} cannot be created ({exc}); point {DATA_ENV} at a writable folder") from exc
     return root
 
 

@@ -4,7 +4,6 @@ backbone weights, the CLI end to end, crash-safe resumable cache, OOM back-off a
 from __future__ import annotations
 
 import json
-import pickle
 import warnings
 
 import numpy as np
@@ -16,7 +15,8 @@ from cvxattn_lib.cifar import backbone as bbmod
 from cvxattn_lib.cifar import cache as cmod
 from cvxattn_lib.cifar import heads as hmod
 from cvxattn_lib.cifar.cli import load_results, main
-from cvxattn_lib.cifar.data import CIFAR100_ARCHIVE, CIFAR100_MD5, SOURCE_REAL, SOURCE_STANDIN
+from cvxattn_lib.cifar.data import (CIFAR100_ARCHIVE, CIFAR100_MD5, SOURCE_REAL, SOURCE_STANDIN,
+                                    unpickle_cifar)
 
 SMALL = "test_vit"  # a 0.4 M-parameter timm ViT (160 px, 1 prefix token): fast on a CPU
 N_CLASSES_USED = 10
@@ -59,12 +59,12 @@ def fake_root(tmp_path):
 
 def test_fake_data_is_in_the_real_format_and_reads_back(fake_root):
     root, manifest, splits = fake_root
-    with open(root / "cifar-100-python" / "train", "rb") as f:
-        raw = pickle.load(f, encoding="bytes")
+    path = root / "cifar-100-python" / "train"
+    raw = unpickle_cifar(path.read_bytes(), path)  # the restricted unpickler reads the real format
     assert raw[b"data"].dtype == np.uint8 and raw[b"data"].shape == (N_TRAIN, 3072)
     assert {b"fine_labels", b"coarse_labels", b"filenames"} <= set(raw)
-    with open(root / "cifar-100-python" / "meta", "rb") as f:
-        assert len(pickle.load(f, encoding="bytes")[b"fine_label_names"]) == 100
+    path = root / "cifar-100-python" / "meta"
+    assert len(unpickle_cifar(path.read_bytes(), path)[b"fine_label_names"]) == 100
     for split in ("train", "test"):
         got = cifar.load_cifar100(split, root, manifest=manifest, download_missing=False)
         assert got.source == SOURCE_REAL and got.images.shape == (len(splits[split].labels), 3, 32, 32)

@@ -6,14 +6,15 @@ normalised with the model's ``pretrained_cfg`` mean and std, and go through ``fo
 class/prefix tokens (``num_prefix_tokens``, e.g. ViT's [CLS]) are dropped, and a CNN's (B, C, h, w)
 map becomes h*w tokens.  gMLP-S/16 at 224 gives 196 tokens x 256 features.
 
-Pretrained weights: tried from the local Hugging Face cache, or downloaded when the hub answers; if
+Pretrained weights: tried from the local Hugging Face cache (read by :func:`load_weights_file`:
+safetensors, or ``torch.load(weights_only=True)``, never an unrestricted pickle), or downloaded when
+the hub answers (probed over HTTP, so through ``HTTPS_PROXY`` when set); if
 neither works the backbone falls back to random weights with a visible
 :class:`PretrainedUnavailableWarning` (features from random weights are much weaker).
 """
 
 from __future__ import annotations
 
-import socket
 import warnings
 from contextlib import nullcontext
 from typing import Callable
@@ -31,14 +32,12 @@ class PretrainedUnavailableWarning(UserWarning):
     """Pretrained weights could not be loaded; the backbone has random weights."""
 
 
-def _hub_reachable(host: str = "huggingface.co", timeout: float = 3.0) -> bool:
-    """Whether a TCP connection to the hub opens within ``timeout`` s (offline: fail fast instead of
-    huggingface_hub's minute of retries)."""
-    try:
-        with socket.create_connection((host, 443), timeout=timeout):
-            return True
-    except OSError:
-        return False
+def _hub_reachable(url: str = "https://huggingface.co", timeout: float = 3.0) -> bool:
+    """Whether the hub answers an HTTP request within ``timeout`` s, through ``HTTPS_PROXY`` when set
+    (offline: fail fast instead of huggingface_hub's minute of retries)."""
+    from .net import reachable
+
+    return reachable(url, timeout=timeout)
 
 
 def _cached_weights(cfg: dict):
@@ -55,6 +54,18 @@ def _cached_weights(cfg: dict):
         if isinstance(path, str):
             return path
     return None
+
+
+def load_weights_file(path) -> dict:
+    """A state dict from ``path`` without running code: ``.safetensors`` through safetensors (no
+    pickle at all), anything else through ``torch.load(weights_only=True)`` (tensors and plain
+    containers only; a pickle that asks for anything else is refused)."""
+    path = str(path)
+    if path.endswith(".safetensors"):
+        from safetensors.torch import load_file
+
+        return load_file(path, device="cpu")
+    return torch.load(path, map_location="cpu", weights_only=True)
 
 
 def _timm():
@@ -99,8 +110,9 @@ def create_model(name: str, pretrained: bool = True, seed: int = 0):
     cfg = timm.create_model(name, pretrained=False, num_classes=0).pretrained_cfg
     cached = _cached_weights(cfg)
     try:
-        if cached is not None:
-            model = timm.create_model(name, pretrained=True, pretrained_cfg_overlay={"file": cached})
+        if cached is not None:  # loaded here, safely, rather than by whatever timm version is installed
+            model = timm.create_model(name, pretrained=True,
+                                      pretrained_cfg_overlay={"state_dict": load_weights_file(cached)})
             return model, True
         if _hub_reachable():
             return timm.create_model(name, pretrained=True), True

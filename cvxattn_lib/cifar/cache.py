@@ -2,12 +2,14 @@ r"""Feature cache: backbone tokens stored once as fp16 ``.npy`` files, memory-ma
 
 Layout under the data root: ``cache/cifar100/<key>/`` with
 
-* ``features.npy`` fp16 (N, s, d) -- a plain NumPy array file, ``numpy.load(path, mmap_mode='r')``
-  reads it without pickle (so does ``torch.from_numpy`` on the map);
+* ``features.npy`` fp16 (N, s, d) -- a plain NumPy array file,
+  ``numpy.load(path, mmap_mode='r', allow_pickle=False)`` reads it without pickle (so does
+  ``torch.from_numpy`` on the map);
 * ``labels.npy`` int64 (N,);
 * ``meta.json`` -- the key's fields (backbone, pretrained, split, transform, library version, data
-  source, N), shapes and the md5 of each 64 MiB block of ``features.npy`` (hashed on parallel
-  threads: hashlib releases the GIL, so checking 5 GB takes about a second on 16 cores).
+  source, N), shapes, the md5 of ``labels.npy`` and the md5 of each 64 MiB block of
+  ``features.npy`` (hashed on parallel threads: hashlib releases the GIL, so checking 5 GB takes
+  about a second on 16 cores).
 
 The key names the backbone, whether its weights were pretrained, the split, the image transform, the
 data source, the number of images and the library version, plus a short hash of all of them.
@@ -17,15 +19,30 @@ header) chunk by chunk; after each chunk is flushed, ``progress.json`` (rewritte
 file + ``os.replace``) records how many images are done.  A killed extraction resumes at the first
 chunk not recorded; the final name appears only through an atomic rename once every chunk is in and
 ``meta.json`` (with the checksum) is written, so a reader never sees a half-written cache.  On load the
-header, size and (by default) md5 are checked; a mismatch raises :class:`CacheCorruptError`.
+header, size, labels' md5 and (by default) features' md5 are checked; a mismatch raises
+:class:`CacheCorruptError`.  Features that are not finite (NaN, or inf from fp16 overflow) are refused
+before they are written.
+
+Two jobs on one data root: every temporary file has a unique name (``tempfile.mkstemp`` in the target
+folder), and extraction into a cache folder holds an exclusive lock (``fcntl.flock`` on
+``<key>/extract.lock``, released by the kernel when the process ends, even killed), so a second job
+waits (or, with ``lock_timeout``, raises :class:`CacheLockedError`) instead of truncating the first
+job's ``features.npy.partial``; when it gets the lock it uses the cache the first job finished.
+JSON is written without NaN (``allow_nan=False``; non-finite floats become the strings ``"nan"``,
+``"inf"``, ``"-inf"``).
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import io
 import json
+import math
 import os
 import shutil
+import tempfile
+import time
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -65,6 +82,10 @@ class CacheCorruptError(RuntimeError):
     """A cache file does not match its metadata (truncated, overwritten, wrong header)."""
 
 
+class CacheLockedError(RuntimeError):
+    """Another job holds the extraction lock of a cache folder (and ``lock_timeout`` ran out)."""
+
+
 class CacheRebuildWarning(UserWarning):
     """A corrupt cache was found and is being rebuilt."""
 
@@ -94,27 +115,105 @@ def cache_key(fields: dict) -> str:
             f"-v{fields['version']}-{digest}")
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+_FILE_MODE = 0o666 & ~_umask()  # what open() would give; mkstemp alone gives 0600
+
+
+@contextlib.contextmanager
+def _temp_beside(path: Path):
+    """A unique temporary file next to ``path`` (same folder, so ``os.replace`` is atomic), opened
+    for binary writing and renamed onto ``path`` when the block ends; removed if the block fails."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    tmp = Path(tmp)
+    try:
+        if hasattr(os, "fchmod"):
+            os.fchmod(fd, _FILE_MODE)
+        with os.fdopen(fd, "wb") as f:
+            yield f
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
 def _atomic_write_bytes(path: Path, payload: bytes) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "wb") as f:
+    with _temp_beside(Path(path)) as f:
         f.write(payload)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+
+
+def jsonable(obj):
+    """``obj`` with NumPy scalars as Python numbers, tuples as lists, paths as strings and every
+    non-finite float as the string ``"nan"``, ``"inf"`` or ``"-inf"`` (JSON has no NaN)."""
+    if isinstance(obj, dict):
+        return {str(k): jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [jsonable(v) for v in obj]
+    if isinstance(obj, np.ndarray):
+        return [jsonable(v) for v in obj.tolist()]
+    if isinstance(obj, np.generic):
+        obj = obj.item()
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return "nan" if math.isnan(obj) else ("inf" if obj > 0 else "-inf")
+    if isinstance(obj, Path):
+        return str(obj)
+    return obj
 
 
 def atomic_write_json(path: Path, obj) -> None:
-    """Write JSON to ``path`` through a temporary file and ``os.replace`` (never half-written)."""
-    _atomic_write_bytes(Path(path), (json.dumps(obj, indent=2, sort_keys=True) + "\n").encode())
+    """Write JSON to ``path`` through a unique temporary file and ``os.replace`` (never half-written,
+    never two writers on one temporary file); non-finite floats are written as strings
+    (:func:`jsonable`), never as the invalid JSON ``NaN``."""
+    text = json.dumps(jsonable(obj), indent=2, sort_keys=True, allow_nan=False)
+    _atomic_write_bytes(Path(path), (text + "\n").encode())
 
 
 def _atomic_save_npy(path: Path, arr: np.ndarray) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "wb") as f:
+    with _temp_beside(Path(path)) as f:
         np.save(f, arr, allow_pickle=False)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+
+
+@contextlib.contextmanager
+def cache_lock(folder: Path, timeout: float | None = None, verbose: bool = True):
+    """Hold the exclusive extraction lock of a cache ``folder`` (``fcntl.flock`` on
+    ``folder/extract.lock``).  Waits while another job holds it (saying so once); after ``timeout``
+    seconds (None: no limit) raises :class:`CacheLockedError` naming the lock file.  Where ``fcntl``
+    does not exist (Windows) nothing is locked."""
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - not POSIX
+        yield
+        return
+    lock_path = Path(folder) / "extract.lock"
+    with open(lock_path, "a+b") as f:
+        start, said = time.monotonic(), False
+        while True:
+            try:
+                fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                waited = time.monotonic() - start
+                if timeout is not None and waited >= timeout:
+                    raise CacheLockedError(
+                        f"another job is extracting into {folder} (it holds the lock {lock_path}); "
+                        f"gave up after {waited:.1f} s. Wait for it to finish and run again (its cache "
+                        "will be used). The lock ends with that job's process, so a stale lock "
+                        "cannot block you.") from None
+                if not said and verbose:
+                    print(f"waiting for another job extracting into {folder} (lock {lock_path})",
+                          flush=True)
+                    said = True
+                time.sleep(0.1)
+        try:
+            yield
+        finally:
+            fcntl.flock(f.fileno(), fcntl.LOCK_UN)
 
 
 @dataclass
@@ -147,7 +246,8 @@ def to_device(X: np.ndarray, device=None, dtype=torch.float16, chunk: int = 4096
 
 
 def open_cache(path, verify: bool = True) -> FeatureCache:
-    """Open a finished cache folder; check header, shape, file size and (``verify``) the md5.
+    """Open a finished cache folder; check header, shape, file size, the labels' md5 (always: the
+    file is small) and (``verify``) the features' block md5s.
 
     Raises :class:`CacheCorruptError` naming the file and what is wrong."""
     path = Path(path)
@@ -157,18 +257,28 @@ def open_cache(path, verify: bool = True) -> FeatureCache:
                                 "labels.npy); run `python -m cvxattn_lib.cifar extract`")
     try:
         meta = json.loads(meta_path.read_text())
-        shape = tuple(meta["shape"])
-    except (ValueError, KeyError) as exc:
-        raise CacheCorruptError(f"{meta_path} is not valid cache metadata ({exc}); delete {path} "
-                                "and extract again (or pass --rebuild)") from exc
+        if not isinstance(meta, dict):
+            raise ValueError(f"it holds a JSON {type(meta).__name__}, not an object")
+        shape = tuple(int(v) for v in meta["shape"])
+        if len(shape) != 3:
+            raise ValueError(f"shape {shape} is not (N, s, d)")
+    except (ValueError, KeyError, TypeError) as exc:
+        raise CacheCorruptError(f"{meta_path} is not valid cache metadata ({type(exc).__name__}: {exc}); "
+                                f"delete {path} and extract again (or pass --rebuild)") from exc
     size = feat_path.stat().st_size
     if size != meta.get("bytes"):
         raise CacheCorruptError(f"corrupt feature cache {feat_path}: file has {size} bytes, metadata says "
                                 f"{meta.get('bytes')} (truncated or overwritten). Delete {path} and extract "
                                 "again (or pass --rebuild).")
+    label_bytes = lab_path.read_bytes()  # read once: checked and parsed from the same bytes
+    if hashlib.md5(label_bytes).hexdigest() != meta.get("labels_md5"):
+        raise CacheCorruptError(f"corrupt feature cache {lab_path}: its md5 differs from the recorded "
+                                f"labels_md5 {meta.get('labels_md5')!r} (overwritten, or written before "
+                                f"labels were checksummed). Delete {path} and extract again (or pass "
+                                "--rebuild).")
     try:
         feats = np.load(feat_path, mmap_mode="r", allow_pickle=False)
-        labels = np.load(lab_path, allow_pickle=False)
+        labels = np.load(io.BytesIO(label_bytes), allow_pickle=False)
     except Exception as exc:
         raise CacheCorruptError(f"{feat_path} (or labels.npy) cannot be read as a NumPy array "
                                 f"({type(exc).__name__}: {exc}); delete {path} and extract again "
@@ -203,43 +313,70 @@ def find_caches(root=None, **match) -> list[Path]:
     base = cache_dir(root)
     if not base.is_dir():
         return out
+    pretrained = {}
     for meta_path in sorted(base.glob("*/meta.json")):
         try:
             meta = json.loads(meta_path.read_text())
-        except ValueError:
+        except (ValueError, OSError):
+            continue
+        if not isinstance(meta, dict):  # corrupt: open_cache reports it
             continue
         if all(meta.get(k) == v for k, v in match.items() if v is not None) \
                 and (meta_path.parent / "features.npy").is_file():
             out.append(meta_path.parent)
-    out.sort(key=lambda p: not json.loads((p / "meta.json").read_text()).get("pretrained"))
+            pretrained[meta_path.parent] = bool(meta.get("pretrained"))
+    out.sort(key=lambda p: not pretrained[p])
     return out
 
 
 def extract_features(backbone: Backbone, data: CifarSplit, root=None, batch_size: int = 256,
                      chunk_size: int | None = None, seed: int = 0, rebuild: bool = False,
                      verify: bool = True, progress: bool = True,
-                     after_chunk: Callable[[int], None] | None = None) -> FeatureCache:
+                     after_chunk: Callable[[int], None] | None = None,
+                     lock_timeout: float | None = None) -> FeatureCache:
     """Tokens of every image of ``data`` through ``backbone``, cached (load if present, else extract).
 
     ``chunk_size`` images (default ``8 * batch_size``) are extracted, written and recorded at a time;
     a run that is killed resumes at the first unrecorded chunk.  ``batch_size`` halves on CUDA OOM.
-    A corrupt finished cache is reported (:class:`CacheRebuildWarning`) and rebuilt.
-    ``after_chunk(done)`` is called after each recorded chunk (tests interrupt extraction there).
+    A corrupt finished cache is reported (:class:`CacheRebuildWarning`) and rebuilt.  Extraction
+    holds the cache folder's lock (:func:`cache_lock`): a second job on the same cache waits for
+    the first (at most ``lock_timeout`` seconds, then :class:`CacheLockedError`; None waits) and
+    then uses what it finished.  A chunk with NaN or inf features raises ``ValueError`` before it is
+    written.  ``after_chunk(done)`` is called after each recorded chunk (tests interrupt extraction
+    there).
     """
     batch_size = positive_int("batch_size", batch_size)
     chunk_size = positive_int("chunk_size", chunk_size or 8 * batch_size)
+    bad_timeout = isinstance(lock_timeout, bool) or not isinstance(lock_timeout, (int, float)) \
+        or not lock_timeout >= 0
+    if lock_timeout is not None and bad_timeout:
+        raise ValueError(f"lock_timeout must be None (wait) or a number of seconds >= 0, "
+                         f"got {lock_timeout!r}")
     fields = cache_fields(backbone, data, seed)
     path = cache_dir(root) / cache_key(fields)
+    asked_rebuild = rebuild
     if (path / "features.npy").exists() and not rebuild:  # a finished cache (renamed last)
         try:
             return open_cache(path, verify=verify)
         except (CacheCorruptError, FileNotFoundError) as exc:
             warnings.warn(f"{exc}\nRebuilding it.", CacheRebuildWarning, stacklevel=2)
             rebuild = True
+    path.mkdir(parents=True, exist_ok=True)
+    with cache_lock(path, lock_timeout, verbose=progress):
+        if not asked_rebuild and (path / "features.npy").exists():
+            try:  # another job may have finished (or rebuilt) it while this one waited
+                return open_cache(path, verify=verify)
+            except (CacheCorruptError, FileNotFoundError):
+                rebuild = True
+        return _extract_locked(backbone, data, path, fields, batch_size, chunk_size, rebuild, progress,
+                               after_chunk)
+
+
+def _extract_locked(backbone, data, path, fields, batch_size, chunk_size, rebuild, progress, after_chunk):
+    """The body of :func:`extract_features`, run while holding the folder's lock."""
     if rebuild:
         for name in ("features.npy", "labels.npy", "meta.json", "progress.json", "features.npy.partial"):
             (path / name).unlink(missing_ok=True)
-    path.mkdir(parents=True, exist_ok=True)
     s, d = backbone.token_shape()
     n = len(data)
     partial, prog_path = path / "features.npy.partial", path / "progress.json"
@@ -248,14 +385,14 @@ def extract_features(backbone: Backbone, data: CifarSplit, root=None, batch_size
     if prog_path.exists() and partial.exists():
         try:
             prog = json.loads(prog_path.read_text())
-            if prog.get("plan") == plan:
+            if prog.get("plan") == jsonable(plan):
                 done = int(prog["done"])
-        except (ValueError, KeyError, TypeError):
+        except (ValueError, KeyError, TypeError, AttributeError):
             done = 0
     if done > 0:
         try:
             mm = np.load(partial, mmap_mode="r+", allow_pickle=False)
-            if mm.shape != (n, s, d) or mm.dtype != DTYPE:
+            if mm.shape != (n, s, d) or mm.dtype != DTYPE or not 0 < done <= n:
                 done = 0
         except (ValueError, OSError):  # a damaged partial file: start over
             done = 0
@@ -272,6 +409,14 @@ def extract_features(backbone: Backbone, data: CifarSplit, root=None, batch_size
         for start in range(done, n, chunk_size):
             stop = min(n, start + chunk_size)
             feats, batch_size = run_with_backoff(run, data.images[start:stop], batch_size)
+            finite = torch.isfinite(feats).flatten(1).all(1)
+            if not bool(finite.all()):
+                bad = (start + torch.nonzero(~finite).flatten()).tolist()
+                raise ValueError(
+                    f"backbone {backbone.name!r} gave non-finite features (NaN or inf; inf is also what "
+                    f"values beyond fp16's 65504 become) for {len(bad)} image(s) of the {data.split} split, "
+                    f"e.g. index(es) {bad[:5]}; nothing of images {start}..{stop - 1} was written to "
+                    f"{path}. Check the backbone and its weights (or the images).")
             mm[start:stop] = feats.numpy()
             mm.flush()
             atomic_write_json(prog_path, {"plan": plan, "done": stop})
@@ -283,6 +428,7 @@ def extract_features(backbone: Backbone, data: CifarSplit, root=None, batch_size
         del mm
     _atomic_save_npy(path / "labels.npy", np.asarray(data.labels, dtype=np.int64))
     meta = dict(fields, shape=[n, s, d], bytes=partial.stat().st_size, block_md5=block_md5s(partial),
+                labels_md5=hashlib.md5((path / "labels.npy").read_bytes()).hexdigest(),
                 tokens=s, features=d, key=path.name)
     atomic_write_json(path / "meta.json", meta)
     os.replace(partial, path / "features.npy")

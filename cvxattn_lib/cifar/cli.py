@@ -1,9 +1,13 @@
 """``python -m cvxattn_lib.cifar extract | train | report``: the CIFAR-100 pipeline from a shell.
 
 * ``extract``: backbone tokens of the train and test splits into the feature cache (resumable);
-* ``train``: heads x betas on the cached features (extracting first if needed); writes a results
-  JSON under ``<data root>/results/`` (atomically) and prints the comparison table;
-* ``report``: the table of a results JSON (the newest one by default).
+* ``train``: heads x betas on the cached features (extracting first if needed); every option is
+  checked before any work starts; each (head, beta) row is written to a results JSON under
+  ``<data root>/results/`` as soon as it finishes (atomically), a head that fails (out of memory,
+  any error) is recorded as a failed row with its error and the grid goes on, and running the same
+  command again resumes: rows already done with the same options are skipped (failed ones retried);
+* ``report``: the table of a results JSON (the newest one by default), failed rows and an unfinished
+  grid marked as such.
 
 Examples::
 
@@ -17,14 +21,14 @@ from __future__ import annotations
 
 import argparse
 import datetime as _dt
+import gc
 import json
+import math
 import sys
 from pathlib import Path
 
-import numpy as np
-
 from .backbone import DEFAULT_BACKBONE
-from .cache import REDUCTIONS, atomic_write_json
+from .cache import REDUCTIONS, atomic_write_json, jsonable
 from .data import SOURCE_REAL
 
 RESULTS_FORMAT = "cvxattn-cifar100-results/1"
@@ -36,27 +40,131 @@ def _floats(text: str) -> list[float]:
         vals = [float(v) for v in text.split(",") if v.strip()]
     except ValueError as exc:
         raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got {text!r}") from exc
-    if not vals or any(not np.isfinite(v) or v <= 0 for v in vals):
+    if not vals or any(not math.isfinite(v) or v <= 0 for v in vals):
         raise argparse.ArgumentTypeError(f"betas must be positive finite numbers, got {text!r}")
+    if len(set(vals)) != len(vals):
+        raise argparse.ArgumentTypeError(f"betas must not repeat, got {text!r}")
     return vals
 
 
+def _count(text: str) -> int:
+    """argparse type: an integer >= 1 (argparse names the option in its error)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be an integer >= 1, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be an integer >= 1, got {text!r}")
+    return value
+
+
+def _positive(text: str) -> float:
+    """argparse type: a finite number > 0."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a finite number > 0, got {text!r}") from None
+    if not math.isfinite(value) or value <= 0:
+        raise argparse.ArgumentTypeError(f"must be a finite number > 0, got {text!r}")
+    return value
+
+
+def _seed(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be an integer in [0, 2**32 - 1], got {text!r}") from None
+    if not 0 <= value < 2**32:
+        raise argparse.ArgumentTypeError(f"must be an integer in [0, 2**32 - 1], got {text!r}")
+    return value
+
+
 def _solver_options(pairs: list[str]) -> dict:
-    """``["max_iter=2000", "dtype=float32"]`` -> ``{"max_iter": 2000, "dtype": "float32"}``."""
+    """``["max_iter=2000", "dtype=float32", "progress=false"]`` -> ``{"max_iter": 2000, "dtype":
+    "float32", "progress": False}`` (ints, then floats, then true/false, else strings)."""
     out = {}
     for pair in pairs:
         key, sep, value = pair.partition("=")
-        if not sep or not key.strip():
+        key = key.strip()
+        if not sep or not key:
             raise ValueError(f"--solver-option expects KEY=VALUE, got {pair!r}")
+        if key in out:
+            raise ValueError(f"--solver-option {key} is given twice")
         for cast in (int, float):
             try:
-                out[key.strip()] = cast(value)
+                out[key] = cast(value)
                 break
             except ValueError:
                 continue
         else:
-            out[key.strip()] = value
+            low = value.strip().lower()
+            out[key] = {"true": True, "false": False}.get(low, value)
     return out
+
+
+#: solver options that must be integers >= 1 (``epochs`` >= 0), numbers > 0, or in (0, 1)
+_INT_OPTIONS = {"max_iter": 1, "epochs": 0, "rank": 1, "check_every": 1, "batch_size": 1, "polish_iter": 0,
+                "eval_batch_size": 1, "power_iter": 1, "n_gates": 1, "block": 1, "explicit_limit": 0}
+_POSITIVE_OPTIONS = ("tol", "lr", "L0", "init_scale", "power_tol")
+#: what the heads set themselves when they call fit_head (given by the command line's own flags)
+_SET_BY_HEADS = {"kind": "--heads", "X": None, "Y": None, "beta": "--betas", "method": "--method",
+                 "device": "--device", "activation": "--heads", "seed": "--seed", "loss": None}
+
+
+def check_solver_options(method: str, options: dict) -> dict:
+    """Check ``--method`` and every ``--solver-option`` before any work: the method is one of
+    ``cal.solvers.METHODS``, each key is an option of ``fit_head`` for that method, and the values of
+    the numeric ones are in range.  Raises ``ValueError`` naming the option."""
+    import inspect
+
+    from .heads import solver_module
+
+    methods = ("fista", "burer_monteiro")
+    try:
+        solvers = solver_module()
+        methods = tuple(getattr(solvers, "METHODS", methods))
+    except Exception:  # no solvers: only the non-convex heads can run, so only the names are checked
+        solvers = None
+    if method not in methods:
+        raise ValueError(f"--method must be one of {', '.join(methods)}, got {method!r}")
+    if not isinstance(options, dict):
+        raise ValueError(f"solver options must be a dict, got {type(options).__name__}")
+    for key, value in options.items():
+        if key in _SET_BY_HEADS:
+            flag = _SET_BY_HEADS[key]
+            raise ValueError(f"--solver-option {key} is set by the heads themselves"
+                             + (f"; use {flag}" if flag else ""))
+        if key in _INT_OPTIONS:
+            low = _INT_OPTIONS[key]
+            if isinstance(value, bool) or not isinstance(value, int) or value < low:
+                raise ValueError(f"--solver-option {key} must be an integer >= {low}, got {value!r}")
+        elif key in _POSITIVE_OPTIONS:
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) \
+                    or value <= 0:
+                raise ValueError(f"--solver-option {key} must be a finite number > 0, got {value!r}")
+        elif key == "shrink":
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < 1:
+                raise ValueError(f"--solver-option shrink must lie in (0, 1), got {value!r}")
+        elif key == "dtype":
+            dtypes = tuple(getattr(solvers, "DTYPES", ("float64", "float32", "bfloat16")))
+            if value not in dtypes:
+                raise ValueError(f"--solver-option dtype must be one of {', '.join(dtypes)}, got {value!r}")
+        elif key == "progress" and not isinstance(value, bool):
+            raise ValueError(f"--solver-option progress must be true or false, got {value!r}")
+        elif key == "gates":
+            raise ValueError("--solver-option gates cannot be given on the command line (it is an array); "
+                             "use n_gates")
+    if solvers is not None:
+        fit_keys = set(inspect.signature(solvers.fit_head).parameters) - set(_SET_BY_HEADS) - {"options"}
+        method_options = {k: v for k, v in options.items() if k not in fit_keys}
+        check = getattr(getattr(solvers, "api", None), "_options", None)
+        fn = getattr(solvers, method, None)
+        if check is not None and fn is not None:
+            try:
+                check(fn, method_options, method)
+            except (TypeError, ValueError) as exc:
+                raise ValueError(f"--solver-option: {exc}") from None
+    return options
 
 
 def _data_options(p: argparse.ArgumentParser) -> None:
@@ -69,15 +177,16 @@ def _data_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--no-pretrained", dest="pretrained", action="store_false",
                    help="random backbone weights (default: pretrained, falling back with a warning)")
     g.add_argument("--device", default=None, help="cpu, cuda, cuda:1, ... (default: CUDA when available)")
-    g.add_argument("--batch-size", type=int, default=256, help="extraction and minibatch size (256)")
-    g.add_argument("--chunk-size", type=int, default=None,
+    g.add_argument("--batch-size", type=_count, default=256, help="extraction and minibatch size (256)")
+    g.add_argument("--chunk-size", type=_count, default=None,
                    help="images written to the cache per resumable step (default 8 x batch size)")
-    g.add_argument("--subset", type=int, default=None, help="use the first N training images")
-    g.add_argument("--test-subset", type=int, default=None, help="use the first N test images")
+    g.add_argument("--subset", type=_count, default=None, help="use the first N training images")
+    g.add_argument("--test-subset", type=_count, default=None, help="use the first N test images")
     g.add_argument("--fast", action="store_true",
                    help=f"small sizes for a quick run ({FAST_SIZES['train']} train / {FAST_SIZES['test']} "
                         "test images, 2 epochs); also on when CVXATTN_FAST=1")
-    g.add_argument("--seed", type=int, default=0, help="seed of the stand-in data, random weights and heads")
+    g.add_argument("--seed", type=_seed, default=0,
+                   help="seed of the stand-in data, random weights and heads")
     g.add_argument("--no-download", dest="download", action="store_false", help="never try to download")
     g.add_argument("--no-standin", dest="standin", action="store_false",
                    help="fail instead of using the synthetic stand-in when CIFAR-100 is missing")
@@ -86,7 +195,8 @@ def _data_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--rebuild", action="store_true", help="extract again even if a cache exists")
     g.add_argument("--no-verify", dest="verify", action="store_false",
                    help="skip the md5 check of cached features on load (size/header still checked)")
-    g.add_argument("--threads", type=int, default=None, help="CPU threads for torch (default: torch's)")
+    g.add_argument("--threads", type=_count, default=None,
+                   help="CPU threads for torch, >= 1 (default: torch's)")
     g.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bars")
 
 
@@ -103,20 +213,25 @@ def build_parser() -> argparse.ArgumentParser:
                    help="comma-separated heads, 'available' (default: those this library can train) or "
                         "'all'; see `report --list-heads`")
     g.add_argument("--betas", type=_floats, default=[1e-2], help="comma-separated beta grid (1e-2)")
-    g.add_argument("--epochs", type=int, default=10, help="Adam epochs of the non-convex heads (10)")
-    g.add_argument("--lr", type=float, default=1e-3, help="Adam learning rate (1e-3)")
-    g.add_argument("--width", type=int, default=512, help="hidden units of mlp_relu (512)")
-    g.add_argument("--attn-heads", type=int, default=4, help="heads of attention_softmax (4)")
+    g.add_argument("--epochs", type=_count, default=10, help="Adam epochs of the non-convex heads (10)")
+    g.add_argument("--lr", type=_positive, default=1e-3, help="Adam learning rate (1e-3)")
+    g.add_argument("--width", type=_count, default=512, help="hidden units of mlp_relu (512)")
+    g.add_argument("--attn-heads", type=_count, default=4, help="heads of attention_softmax (4)")
     g.add_argument("--method", default="fista", help="solver of the convex heads: fista | burer_monteiro")
     g.add_argument("--solver-option", action="append", default=[], metavar="KEY=VALUE",
                    help="option for cal.solvers.fit_head (repeatable), e.g. max_iter=2000, tol=1e-6, "
                         "dtype=float32, rank=32")
-    g.add_argument("--reduce-dim", type=int, default=None,
+    g.add_argument("--reduce-dim", type=_count, default=None,
                    help="reduce features to this d (see --reduce-method)")
     g.add_argument("--reduce-method", default="pca", choices=REDUCTIONS[1:], help="pca (fit on train) | pool")
-    g.add_argument("--reduce-tokens", type=int, default=None, help="average-pool the tokens to this many")
+    g.add_argument("--reduce-tokens", type=_count, default=None, help="average-pool the tokens to this many")
     g.add_argument("--out", type=Path, default=None,
-                   help="results JSON (default <data root>/results/cifar100-<backbone>-<time>.json)")
+                   help="results JSON (default: the newest unfinished one under <data root>/results with "
+                        "the same options, else <data root>/results/cifar100-<backbone>-<time>.json); "
+                        "rows are written as they finish")
+    g.add_argument("--no-resume", dest="resume", action="store_false",
+                   help="train every row again instead of skipping those already in the results file "
+                        "(with --out: overwrite it)")
     rp = sub.add_parser("report", help="print the comparison table of a results JSON")
     rp.add_argument("results", nargs="?", type=Path, default=None,
                     help="results JSON (default: newest under <data root>/results)")
@@ -193,55 +308,165 @@ def resolve_heads(spec) -> list[str]:
     return check_heads(spec)
 
 
+def row_ok(row: dict) -> bool:
+    """Whether a results row is a trained head (rows of older files have no ``status``: trained)."""
+    return row.get("status", "ok") == "ok"
+
+
+def _failed_row(head: str, beta: float, exc: BaseException, device: str, elapsed: float) -> dict:
+    from .backbone import is_oom
+
+    kind = "out of memory" if is_oom(exc) else type(exc).__name__
+    return {"head": head, "beta": float(beta), "status": "failed", "error_type": type(exc).__name__,
+            "error": f"{kind}: {exc}".strip()[:2000], "device": device, "train_time_s": float(elapsed)}
+
+
+def _free_memory() -> None:
+    """After a failed head: drop its tensors (the traceback is gone) and return CUDA's cache."""
+    import torch
+
+    gc.collect()
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+
+
+def _differences(a: dict, b: dict) -> str:
+    keys = sorted(set(a) | set(b))
+    diff = [f"{k}: {a.get(k)!r} there, {b.get(k)!r} now" for k in keys if a.get(k) != b.get(k)]
+    return "; ".join(diff[:4]) + ("; ..." if len(diff) > 4 else "")
+
+
+def run_config(heads, betas, epochs: int, batch_size: int, lr: float, seed: int, reduce_dim, reduce_method,
+               reduce_tokens, head_options: dict, train_cache: str | None = None,
+               test_cache: str | None = None) -> dict:
+    """What decides the rows of a results file (a rerun resumes only when this is equal): the grid,
+    the training options, the feature reduction and the two caches (backbone, data, sizes)."""
+    return jsonable({"heads": list(heads), "betas": [float(b) for b in betas], "epochs": epochs,
+                     "batch_size": batch_size, "lr": float(lr), "seed": seed, "reduce_dim": reduce_dim,
+                     "reduce_method": reduce_method if reduce_dim is not None else None,
+                     "reduce_tokens": reduce_tokens, "head_options": dict(sorted(head_options.items())),
+                     "train_cache": train_cache, "test_cache": test_cache})
+
+
 def run_heads(prepared: dict, heads="available", betas=(1e-2,), device=None, epochs: int = 10,
               batch_size: int = 256, lr: float = 1e-3, seed: int = 0, reduce_dim: int | None = None,
               reduce_method: str = "pca", reduce_tokens: int | None = None, progress: bool = True,
-              verbose: bool = True, **head_options) -> dict:
+              verbose: bool = True, out=None, resume: bool = True, **head_options) -> dict:
     """Train every head at every beta on the caches of :func:`prepare_features`; return the results
-    dict (the JSON that ``train`` writes: ``data``, ``backbone``, ``reduction``, ``rows``, ...)."""
+    dict (the JSON that ``train`` writes: ``data``, ``backbone``, ``reduction``, ``config``,
+    ``rows``, ``complete``, ``failed``, ...).
+
+    With ``out`` (a path) each (head, beta) row is written to that JSON as soon as it finishes
+    (atomically: a temporary file in the same folder, then ``os.replace``), so a crash keeps every row
+    done before it.  With ``resume`` and an existing ``out`` whose ``config`` equals this run's, the
+    rows it already holds are kept and not trained again (failed rows are retried); another config is
+    a ``ValueError``.  A head that raises (out of memory, or any other error) becomes a row with
+    ``status: "failed"`` and its ``error``, and the grid goes on."""
     from .cache import reduce_features
     from .heads import CONVEX_HEADS, solver_module, train_head
 
     heads = resolve_heads(heads)
+    betas = [float(b) for b in betas]
     for h in heads:
         if h in CONVEX_HEADS:
             solver_module()  # fail now, with the message, if the convex solvers are missing
+    if "solver_options" in head_options or "method" in head_options:
+        check_solver_options(head_options.get("method", "fista"), head_options.get("solver_options", {}))
     tr, te = prepared["caches"]["train"], prepared["caches"]["test"]
-    Xtr, Xte, reduction = reduce_features(tr.features, te.features, dim=reduce_dim, method=reduce_method,
-                                          tokens=reduce_tokens, device=prepared["backbone"].device)
-    rows = []
-    for h in heads:
-        for beta in betas:
+    config = run_config(heads, betas, epochs, batch_size, lr, seed, reduce_dim, reduce_method, reduce_tokens,
+                        head_options, tr.key, te.key)
+    out = None if out is None else Path(out)
+    previous, old = {}, None
+    if out is not None and resume and out.exists():
+        old = load_results(out)
+        if old.get("config") != config:
+            diff = _differences(old.get("config") or {}, config)
+            raise ValueError(f"{out} holds results of other options ({diff}); pass another --out, or "
+                             "--no-resume to overwrite it")
+        previous = {(r["head"], float(r["beta"])): r for r in old["rows"] if row_ok(r)}
+        failed = sum(not row_ok(r) for r in old["rows"])
+        if verbose:
+            retry = f"; {failed} failed row(s) retried" if failed else ""
+            print(f"resuming {out}: {len(previous)} of {len(heads) * len(betas)} (head, beta) rows already "
+                  f"done with the same options (skipped){retry}", flush=True)
+    todo = [(h, b) for h in heads for b in betas if (h, b) not in previous]
+    if todo or old is None:
+        Xtr, Xte, reduction = reduce_features(tr.features, te.features, dim=reduce_dim, method=reduce_method,
+                                              tokens=reduce_tokens, device=prepared["backbone"].device)
+    else:  # every row is done: nothing to reduce
+        reduction = old.get("reduction", {})
+    bb = prepared["backbone"]
+    results = {"format": RESULTS_FORMAT,
+               "created": (old or {}).get("created", _dt.datetime.now(_dt.timezone.utc).isoformat()),
+               "library_version": tr.meta["version"], "command": " ".join(sys.argv),
+               "data": {"source": prepared["source"], "n_train": len(tr), "n_test": len(te),
+                        "data_root": str(prepared["root"]), "train_cache": tr.key, "test_cache": te.key},
+               "backbone": {"name": bb.name, "pretrained": bool(bb.pretrained), "transform": bb.transform,
+                            "tokens": int(tr.features.shape[1]), "features": int(tr.features.shape[2])},
+               "reduction": reduction, "device": str(bb.device), "betas": betas, "heads": heads,
+               "config": config, "rows": [], "complete": False, "failed": 0}
+    done = dict(previous)
+
+    def record() -> None:
+        rows = [done[(h, b)] for h in heads for b in betas if (h, b) in done]
+        ok = [r for r in rows if row_ok(r)]
+        results.update(rows=rows, failed=len(rows) - len(ok), complete=len(rows) == len(heads) * len(betas),
+                       device=ok[0]["device"] if ok else str(bb.device),
+                       updated=_dt.datetime.now(_dt.timezone.utc).isoformat())
+        if out is not None:
+            save_results(results, out)
+
+    record()
+    for h, beta in todo:
+        t0 = _dt.datetime.now()
+        try:
             r = train_head(h, Xtr, tr.labels, Xte, te.labels, beta, device=device, epochs=epochs,
                            batch_size=batch_size, lr=lr, seed=seed, progress=progress, **head_options)
-            rows.append(r.as_dict())
-            if verbose:
-                print(f"  {h:22s} beta={beta:<8g} top1={r.top1:.3f} top5={r.top5:.3f} "
-                      f"time={r.train_time_s:.1f}s", flush=True)
-    bb = prepared["backbone"]
-    return {"format": RESULTS_FORMAT, "created": _dt.datetime.now(_dt.timezone.utc).isoformat(),
-            "library_version": tr.meta["version"], "command": " ".join(sys.argv),
-            "data": {"source": prepared["source"], "n_train": len(tr), "n_test": len(te),
-                     "data_root": str(prepared["root"]), "train_cache": tr.key, "test_cache": te.key},
-            "backbone": {"name": bb.name, "pretrained": bool(bb.pretrained), "transform": bb.transform,
-                         "tokens": int(tr.features.shape[1]), "features": int(tr.features.shape[2])},
-            "reduction": reduction, "device": rows[0]["device"] if rows else str(bb.device),
-            "betas": [float(b) for b in betas], "heads": heads, "rows": rows}
+            row = dict(r.as_dict(), status="ok")
+        except Exception as exc:  # out of memory or any failure of this head: record it, go on
+            row = _failed_row(h, beta, exc, str(device or bb.device),
+                              (_dt.datetime.now() - t0).total_seconds())
+        if not row_ok(row):
+            _free_memory()
+        done[(h, beta)] = row
+        record()
+        if verbose:
+            if row_ok(row):
+                print(f"  {h:22s} beta={beta:<8g} top1={row['top1']:.3f} top5={row['top5']:.3f} "
+                      f"time={row['train_time_s']:.1f}s", flush=True)
+            else:
+                print(f"  {h:22s} beta={beta:<8g} FAILED ({row['error']}); going on", flush=True)
+    return results
 
 
 def save_results(results: dict, path) -> Path:
-    """Write a results dict as JSON, atomically."""
+    """Write a results dict as JSON, atomically (a unique temporary file in the same folder, then
+    ``os.replace``); non-finite numbers are written as strings, never as invalid JSON."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_json(path, results)
     return path
 
 
+def _check_args(args) -> None:
+    """Everything about the options that can be checked before any work (no data, no backbone)."""
+    from ..runtime import device as pick_device
+    from .backbone import check_name
+    from .data import load_manifest
+
+    pick_device(args.device)  # ValueError naming the device
+    check_name(args.backbone)
+    if args.manifest is not None:
+        load_manifest(args.manifest)  # read even when the data turn out to be missing: never ignored
+    _root(args)
+
+
 def extract(args) -> dict:
     """``extract``: both caches for the options of the command line."""
     import torch
 
-    if args.threads:
+    _check_args(args)
+    if args.threads is not None:
         torch.set_num_threads(args.threads)
     n_train, n_test = _sizes(args)
     return prepare_features(_root(args), args.backbone, args.pretrained, args.device, n_train, n_test,
@@ -249,8 +474,22 @@ def extract(args) -> dict:
                             args.standin, args.rebuild, args.verify, args.progress)
 
 
+def _resumable(folder: Path, config: dict) -> Path | None:
+    """The newest unfinished results file in ``folder`` written with ``config``, or None."""
+    found = []
+    for path in folder.glob("*.json") if folder.is_dir() else []:
+        try:
+            res = load_results(path)
+        except ValueError:
+            continue
+        if res.get("config") == config and (not res.get("complete", True) or res.get("failed")):
+            found.append(path)
+    return max(found, key=lambda p: p.stat().st_mtime) if found else None
+
+
 def train(args) -> Path:
-    """``train``: extract (or load) features, train every head at every beta, write and print results."""
+    """``train``: check every option, extract (or load) features, train every head at every beta
+    (each row written as it finishes; a rerun resumes), print the table; returns the results path."""
     from ..runtime import is_fast
 
     heads = resolve_heads(args.heads)  # unknown names fail before any work
@@ -259,37 +498,74 @@ def train(args) -> Path:
     for h in heads:
         if h in CONVEX_HEADS:
             solver_module()
-    solver_options = _solver_options(args.solver_option)
+    solver_options = check_solver_options(args.method, _solver_options(args.solver_option))
+    _check_args(args)
+    if args.out is not None:
+        out = Path(args.out).expanduser()
+        if out.is_dir():
+            raise ValueError(f"--out {out} is a folder; give a file name for the results JSON")
     fast = args.fast or is_fast()
     epochs = 2 if fast and args.epochs == 10 else args.epochs
+    head_options = {"width": args.width, "attn_heads": args.attn_heads, "method": args.method,
+                    "solver_options": solver_options}
+    if args.out is not None and out.exists():
+        old = load_results(out, what="--out")  # refuse to overwrite anything that is not a results file
+        if args.resume:  # the options known now must match (the caches are compared after extraction)
+            now = run_config(heads, args.betas, epochs, args.batch_size, args.lr, args.seed, args.reduce_dim,
+                             args.reduce_method, args.reduce_tokens, head_options)
+            then = dict(old.get("config") or {}, train_cache=None, test_cache=None)
+            if then != now:
+                raise ValueError(f"--out {out} holds results of other options ({_differences(then, now)}); "
+                                 "pass another --out, or --no-resume to overwrite it")
     prepared = extract(args)
+    out = args.out
+    if out is None:
+        config = run_config(heads, args.betas, epochs, args.batch_size, args.lr, args.seed, args.reduce_dim,
+                            args.reduce_method, args.reduce_tokens, head_options,
+                            prepared["caches"]["train"].key, prepared["caches"]["test"].key)
+        out = _resumable(prepared["root"] / "results", config) if args.resume else None
+    if out is None:
+        stamp = _dt.datetime.now(_dt.timezone.utc).strftime("%Y%m%dT%H%M%S.%f")
+        out = prepared["root"] / "results" / f"cifar100-{prepared['backbone'].name}-{stamp}.json"
     results = run_heads(prepared, heads, args.betas, device=args.device, epochs=epochs,
                         batch_size=args.batch_size, lr=args.lr, seed=args.seed, reduce_dim=args.reduce_dim,
                         reduce_method=args.reduce_method, reduce_tokens=args.reduce_tokens,
-                        progress=args.progress, width=args.width, attn_heads=args.attn_heads,
-                        method=args.method, solver_options=solver_options)
-    out = args.out
-    if out is None:
-        stamp = _dt.datetime.now(_dt.timezone.utc).strftime("%Y%m%dT%H%M%S.%f")
-        out = prepared["root"] / "results" / f"cifar100-{results['backbone']['name']}-{stamp}.json"
-    save_results(results, out)
+                        progress=args.progress, out=out, resume=args.resume, **head_options)
     print(format_table(results))
     print(f"results written to {out}")
     return Path(out)
 
 
-def load_results(path) -> dict:
-    """A results JSON written by ``train`` (checked for its format); rows are plain dicts."""
+def check_results(results, what: str = "results") -> dict:
+    """``results`` if it has the shape of a results dict (a dict whose ``rows`` is a list of dicts
+    each with a ``head`` and a numeric ``beta``), else a ``ValueError`` naming ``what``."""
+    if not isinstance(results, dict):
+        raise ValueError(f"{what} must be a results dict, got {type(results).__name__}")
+    rows = results.get("rows")
+    if not isinstance(rows, list):
+        raise ValueError(f"{what} has no list of rows (got {type(rows).__name__} under 'rows')")
+    for i, r in enumerate(rows):
+        if not isinstance(r, dict) or not isinstance(r.get("head"), str) \
+                or isinstance(r.get("beta"), bool) or not isinstance(r.get("beta"), (int, float)):
+            raise ValueError(f"{what}: row {i} is not a results row with a head name and a beta, "
+                             f"got {r!r:.200}")
+    return results
+
+
+def load_results(path, what: str | None = None) -> dict:
+    """A results JSON written by ``train`` (checked for its format and the shape of its rows); rows
+    are plain dicts.  Errors name the file."""
     path = Path(path)
+    what = f"{what} {path}" if what else str(path)
     if not path.is_file():
         raise ValueError(f"results file {path} does not exist; run `python -m cvxattn_lib.cifar train` first")
     try:
-        results = json.loads(path.read_text())
+        results = json.loads(path.read_bytes().decode("utf-8"))
     except ValueError as exc:
-        raise ValueError(f"{path} is not valid JSON ({exc})") from exc
+        raise ValueError(f"{what} is not valid JSON ({exc})") from exc
     if not isinstance(results, dict) or results.get("format") != RESULTS_FORMAT:
-        raise ValueError(f"{path} is not a cvxattn CIFAR-100 results file (format {RESULTS_FORMAT!r})")
-    return results
+        raise ValueError(f"{what} is not a cvxattn CIFAR-100 results file (format {RESULTS_FORMAT!r})")
+    return check_results(results, what)
 
 
 def latest_results(root=None) -> Path:
@@ -303,33 +579,75 @@ def latest_results(root=None) -> Path:
     return files[-1]
 
 
+def _num(value, spec: str, scale: float = 1.0, missing: str = "?") -> str:
+    """A number formatted with ``spec`` (times ``scale``); anything else (None, "nan") as it is."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return missing if value is None else str(value)
+    return format(value if scale == 1 else value * scale, spec)
+
+
 def format_table(results: dict, markdown: bool = False) -> str:
-    """The head comparison as a plain-text (or Markdown) table, one row per head and beta."""
-    d, b = results["data"], results["backbone"]
-    label = "CIFAR-100" if d["source"] == SOURCE_REAL else "SYNTHETIC STAND-IN (not CIFAR-100)"
-    red = results.get("reduction", {})
-    lines = [f"{label}: {d['n_train']} train / {d['n_test']} test images; backbone {b['name']} "
-             f"({'pretrained' if b['pretrained'] else 'RANDOM weights'}), {b['tokens']} x {b['features']} "
-             f"tokens -> {red.get('tokens', b['tokens'])} x {red.get('features', b['features'])} "
-             f"({red.get('method', 'none')}); device {results['device']}"]
+    """The head comparison as a plain-text (or Markdown) table, one row per head and beta.
+
+    Failed rows show ``FAILED`` and their error; results whose grid is not finished (an interrupted
+    or running ``train``) say how many rows are done.  Missing fields print as ``?``; a ``results``
+    that is not a results dict is a ``ValueError``."""
+    check_results(results)
+    d, b = results.get("data") or {}, results.get("backbone") or {}
+    label = "CIFAR-100" if d.get("source") == SOURCE_REAL else (
+        "SYNTHETIC STAND-IN (not CIFAR-100)" if d.get("source") else "data source unknown")
+    red = results.get("reduction") or {}
+    pre = b.get("pretrained")
+    weights = "pretrained" if pre else ("RANDOM weights" if pre is not None else "weights unknown")
+    tokens, feats = b.get("tokens", "?"), b.get("features", "?")
+    lines = [f"{label}: {d.get('n_train', '?')} train / {d.get('n_test', '?')} test images; backbone "
+             f"{b.get('name', '?')} ({weights}), {tokens} x {feats} tokens -> {red.get('tokens', tokens)} x "
+             f"{red.get('features', feats)} ({red.get('method', 'none')}); "
+             f"device {results.get('device', '?')}"]
+    rows = results["rows"]
+    failed = [r for r in rows if not row_ok(r)]
+    n_grid = len(results.get("heads") or []) * len(results.get("betas") or [])
+    partial = results.get("complete") is False or (n_grid and len(rows) < n_grid)
+    notes = []
+    if partial:
+        notes.append(f"PARTIAL RESULTS: {len(rows)} of {n_grid or '?'} (head, beta) rows done (an "
+                     "interrupted or running `train`); rerun the same command to resume")
+    if failed:
+        notes.append(f"{len(failed)} row(s) FAILED (error shown); rerun the same command to retry them")
     if markdown:
         lines += ["", "| head | beta | top-1 | top-5 | params | units | time (s) | rel. gap | device |",
                   "|---|---:|---:|---:|---:|---:|---:|---:|---|"]
-        for r in results["rows"]:
-            gap = "n/a (non-convex)" if r["rel_gap"] is None else f"{r['rel_gap']:.1e}"
-            lines.append(f"| {r['head']} | {r['beta']:.3g} | {100 * r['top1']:.1f}% | {100 * r['top5']:.1f}% "
-                         f"| {r['params']} | {r.get('units') or ''} | {r['train_time_s']:.2f} | {gap} "
-                         f"| {r['device']} |")
+        for r in rows:
+            if not row_ok(r):
+                err = str(r.get("error", "unknown error")).replace("|", "\\|").replace("\n", " ")
+                lines.append(f"| {r['head']} | {r['beta']:.3g} | FAILED: {err} | | | | "
+                             f"{_num(r.get('train_time_s'), '.2f')} | | {r.get('device', '?')} |")
+                continue
+            gap = "n/a (non-convex)" if r.get("rel_gap", None) is None and not r.get("convex") \
+                else _num(r.get("rel_gap"), ".1e")
+            lines.append(f"| {r['head']} | {r['beta']:.3g} | {_num(r.get('top1'), '.1f', 100)}% "
+                         f"| {_num(r.get('top5'), '.1f', 100)}% | {_num(r.get('params'), 'd')} "
+                         f"| {r.get('units') if r.get('units') is not None else ''} "
+                         f"| {_num(r.get('train_time_s'), '.2f')} | {gap} | {r.get('device', '?')} |")
+        if notes:
+            lines += [""] + [f"**{n}**" for n in notes]
         return "\n".join(lines)
     head = f"{'head':22s} {'beta':>8s} {'top1':>6s} {'top5':>6s} {'params':>10s} {'units':>5s} " \
            f"{'time s':>8s} {'rel gap':>9s} {'device':>7s}"
     lines += [head, "-" * len(head)]
-    for r in results["rows"]:
-        gap = "n/a (nc)" if r["rel_gap"] is None else f"{r['rel_gap']:.1e}"
+    for r in rows:
+        if not row_ok(r):
+            err = str(r.get("error", "unknown error")).replace("\n", " ")
+            lines.append(f"{r['head']:22s} {r['beta']:8.2g} FAILED: {err}")
+            continue
+        nc = r.get("rel_gap") is None and not r.get("convex")
+        gap = "n/a (nc)" if nc else _num(r.get("rel_gap"), ".1e")
         units = "" if r.get("units") is None else str(r["units"])
-        lines.append(f"{r['head']:22s} {r['beta']:8.2g} {100 * r['top1']:5.1f}% {100 * r['top5']:5.1f}% "
-                     f"{r['params']:10d} {units:>5s} {r['train_time_s']:8.2f} {gap:>9s} {r['device']:>7s}")
+        lines.append(f"{r['head']:22s} {r['beta']:8.2g} {_num(r.get('top1'), '5.1f', 100)}% "
+                     f"{_num(r.get('top5'), '5.1f', 100)}% {_num(r.get('params'), '10d'):>10s} {units:>5s} "
+                     f"{_num(r.get('train_time_s'), '8.2f'):>8s} {gap:>9s} {str(r.get('device', '?')):>7s}")
     lines.append("rel gap: certified (objective - lower bound) / objective; n/a (nc) for non-convex heads")
+    lines += notes
     return "\n".join(lines)
 
 
@@ -350,15 +668,22 @@ def report(args) -> str:
 
 
 def main(argv=None) -> int:
-    """Entry point; returns the exit status (2 with a one-line message on bad input)."""
-    from .cache import CacheCorruptError
+    """Entry point; returns the exit status: 0 done, 1 done but some rows failed (they are in the
+    results file), 2 with a one-line message on bad input (argparse's own errors included)."""
+    from .cache import CacheCorruptError, CacheLockedError
     from .data import CifarDataError
     from .heads import HeadUnavailableError
 
-    args = build_parser().parse_args(argv)
     try:
-        {"extract": extract, "train": train, "report": report}[args.command](args)
-    except (ValueError, CifarDataError, CacheCorruptError, HeadUnavailableError) as exc:
+        args = build_parser().parse_args(argv)
+    except SystemExit as exc:  # --help (0) or a bad option (2): argparse printed the message
+        return int(exc.code or 0)
+    try:
+        if args.command == "train":
+            out = train(args)
+            return 1 if load_results(out).get("failed") else 0
+        {"extract": extract, "report": report}[args.command](args)
+    except (ValueError, CifarDataError, CacheCorruptError, CacheLockedError, HeadUnavailableError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     return 0

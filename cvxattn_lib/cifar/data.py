@@ -4,9 +4,12 @@ The data live in torchvision's layout under the data root (:func:`cvxattn_lib.da
 ``<root>/cifar-100-python/{train,test,meta}``, each a pickled dict (``b'data'`` uint8 (N, 3072) in
 R, G, B planes of 32 x 32, ``b'fine_labels'``, ``b'coarse_labels'``, ``b'filenames'``; ``meta`` holds
 ``b'fine_label_names'``).  Downloads go through torchvision into that root; the files are then read
-by :func:`read_split` here, *after* every file has been checked against a manifest of md5s.  The
-manifest defaults to the official sums (:data:`CIFAR100_MD5`); passing another one (a dict or a JSON
-file) is how tests and custom copies use the same reader on files in the same format.
+by :func:`read_split` here: each file is read into memory once, its md5 checked against a manifest
+on those bytes, and the same bytes unpickled by :class:`CifarUnpickler`, which refuses every global
+the CIFAR-100 format does not use (only NumPy's ndarray reconstruction: no code can run, whatever
+the manifest says).  The manifest defaults to the official sums (:data:`CIFAR100_MD5`); passing
+another one (a dict or a JSON file) is how tests and custom copies use the same reader on files in
+the same format.
 
 Offline, :func:`load_cifar100` says so plainly (URL, md5, where to put the files) and returns a
 synthetic stand-in in the same format (seeded class prototypes plus noise, so heads beat chance),
@@ -16,11 +19,13 @@ marked ``source='synthetic stand-in'`` everywhere it goes (cache keys, results, 
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import pickle
-import socket
+import re
 import warnings
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
@@ -45,8 +50,12 @@ CIFAR100_MD5 = {"train": "16019d7e3df5f24257cddd939b257f8d",
                 "meta": "7973b15100ade9c7d40fb424638fde48"}
 
 
+_MD5 = re.compile(r"[0-9a-fA-F]{32}")
+
+
 class CifarDataError(RuntimeError):
-    """CIFAR-100 files are present but wrong (md5 mismatch, missing file, unreadable pickle)."""
+    """CIFAR-100 files are present but wrong (md5 mismatch, missing file, unreadable or unsafe
+    pickle, wrong structure)."""
 
 
 class DataUnavailableWarning(UserWarning):
@@ -105,15 +114,24 @@ def load_manifest(manifest) -> dict:
     """``None`` -> the official md5s; a dict or a JSON file ``{"train": md5, "test": md5, "meta": md5}``."""
     if manifest is None:
         return dict(CIFAR100_MD5)
+    where = "manifest"
     if isinstance(manifest, (str, Path)):
         path = Path(manifest)
+        where = f"manifest {path}"
         if not path.is_file():
             raise ValueError(f"manifest={str(path)!r} is not a file; give a JSON file mapping "
                              "'train', 'test' and 'meta' to md5 sums (or leave it out for the official ones)")
-        manifest = json.loads(path.read_text())
+        try:
+            manifest = json.loads(path.read_bytes().decode("utf-8"))
+        except ValueError as exc:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
+            raise ValueError(f"manifest {path} is not valid JSON ({exc}); it must be an object mapping "
+                             "'train', 'test' and 'meta' to md5 sums") from exc
     if not isinstance(manifest, dict) or set(manifest) != set(CIFAR100_MD5):
-        raise ValueError(f"manifest must map exactly {sorted(CIFAR100_MD5)} to md5 sums, got {manifest!r}")
-    return {k: str(v).lower() for k, v in manifest.items()}
+        raise ValueError(f"{where} must map exactly {sorted(CIFAR100_MD5)} to md5 sums, got {manifest!r}")
+    bad = {k: v for k, v in manifest.items() if not (isinstance(v, str) and _MD5.fullmatch(v))}
+    if bad:
+        raise ValueError(f"{where}: every md5 must be 32 hexadecimal digits, got {bad!r}")
+    return {k: v.lower() for k, v in manifest.items()}
 
 
 def how_to_get(root: Path) -> str:
@@ -125,52 +143,138 @@ def how_to_get(root: Path) -> str:
             f"`python -m cvxattn_lib.cifar extract --data-root {root}` on a machine with internet.")
 
 
+def _folder_paths(root: Path, names) -> dict:
+    """The paths of ``names`` under ``<root>/cifar-100-python``; a missing one is a
+    :class:`CifarDataError`."""
+    folder = Path(root) / FOLDER
+    paths = {}
+    for name in names:
+        path = folder / name
+        if not path.is_file():
+            raise CifarDataError(f"{path} is missing (the folder {folder} exists, so the copy is "
+                                 f"incomplete). Delete {folder} and get the data again. " + how_to_get(root))
+        paths[name] = path
+    return paths
+
+
+def read_checked(path: Path, want: str, root: Path) -> bytes:
+    """The bytes of ``path``, read once, whose md5 is ``want`` (else :class:`CifarDataError`).
+
+    The caller unpickles these very bytes, so the file cannot change between check and use."""
+    payload = Path(path).read_bytes()
+    got = hashlib.md5(payload).hexdigest()
+    if got != want:
+        folder = Path(root) / FOLDER
+        raise CifarDataError(f"{path} has md5 {got}, expected {want}: the file is corrupt or not "
+                             f"CIFAR-100. Delete {folder} and get the data again. " + how_to_get(root))
+    return payload
+
+
 def check_files(root: Path, manifest=None) -> dict:
     """Check ``<root>/cifar-100-python/{train,test,meta}`` against the manifest.
 
     Returns the paths; raises :class:`CifarDataError` naming the bad file and the expected md5."""
     sums = load_manifest(manifest)
-    folder = Path(root) / FOLDER
-    paths = {}
-    for name in sums:
-        path = folder / name
-        if not path.is_file():
-            raise CifarDataError(f"{path} is missing (the folder {folder} exists, so the copy is "
-                                 f"incomplete). Delete {folder} and get the data again. " + how_to_get(root))
+    paths = _folder_paths(root, sums)
     for name, want in sums.items():
-        path = folder / name
-        got = md5sum(path)
-        if got != want:
-            raise CifarDataError(f"{path} has md5 {got}, expected {want}: the file is corrupt or not "
-                                 f"CIFAR-100. Delete {folder} and get the data again. " + how_to_get(root))
-        paths[name] = path
+        read_checked(paths[name], want, root)
     return paths
 
 
-def _unpickle(path: Path) -> dict:
+def _latin1_encode(text, encoding="latin1"):
+    """``_codecs.encode`` as Python 3 writes ``bytes`` in protocol-2 pickles, and nothing more."""
+    if not isinstance(text, str) or not isinstance(encoding, str) \
+            or encoding.replace("-", "").lower() != "latin1":
+        raise pickle.UnpicklingError(f"_codecs.encode({type(text).__name__}, {encoding!r}) is not "
+                                     "how CIFAR-100 stores bytes")
+    return text.encode("latin1")
+
+
+@lru_cache(maxsize=1)
+def _allowed_globals() -> dict:
+    reconstruct = np.zeros(1).__reduce__()[0]      # numpy.(_)core.multiarray._reconstruct
+    frombuffer = np.zeros(1).__reduce_ex__(5)[0]   # numpy.(_)core.numeric._frombuffer (protocol 5)
+    allowed = {("numpy", "ndarray"): np.ndarray, ("numpy", "dtype"): np.dtype,
+               ("_codecs", "encode"): _latin1_encode}
+    for package in ("numpy.core", "numpy._core"):  # written by NumPy 1 and NumPy 2 respectively
+        allowed[(f"{package}.multiarray", "_reconstruct")] = reconstruct
+        allowed[(f"{package}.numeric", "_frombuffer")] = frombuffer
+    return allowed
+
+
+class CifarUnpickler(pickle.Unpickler):
+    """An unpickler for the CIFAR-100 python format only: dicts, lists, ints, bytes and uint8 NumPy
+    arrays.  ``find_class`` allows NumPy's array reconstruction (``_reconstruct`` / ``_frombuffer``,
+    ``ndarray``, ``dtype``) and the latin-1 ``_codecs.encode`` of protocol-2 bytes; any other global
+    (``os.system``, ``builtins.eval``, ...) raises :class:`pickle.UnpicklingError`, so loading a
+    crafted file cannot run code."""
+
+    def find_class(self, module, name):
+        obj = _allowed_globals().get((module, name))
+        if obj is None:
+            raise pickle.UnpicklingError(f"global {module}.{name} is not allowed: a CIFAR-100 file holds "
+                                         "only dicts, lists, ints, bytes and uint8 NumPy arrays")
+        return obj
+
+
+def unpickle_cifar(payload: bytes, path) -> dict:
+    """Unpickle one CIFAR-100 file's bytes with :class:`CifarUnpickler`; any failure (a forbidden
+    global, a truncated stream, a top level that is not a dict) is a :class:`CifarDataError` naming
+    ``path``."""
     try:
-        with open(path, "rb") as f:
-            return pickle.load(f, encoding="bytes")
+        obj = CifarUnpickler(io.BytesIO(payload), encoding="bytes").load()
     except Exception as exc:  # any unpickling failure is a data error for the user
-        raise CifarDataError(f"{path} could not be read as a CIFAR-100 pickle: {exc}") from exc
+        raise CifarDataError(f"{path} could not be read as a CIFAR-100 pickle "
+                             f"({type(exc).__name__}: {exc}); the file is not CIFAR-100 or is damaged. "
+                             "Delete it and get the data again.") from exc
+    if not isinstance(obj, dict):
+        raise CifarDataError(f"{path} holds a pickled {type(obj).__name__}, not the dict of the CIFAR-100 "
+                             "format")
+    return obj
+
+
+def _int_list(raw: dict, key: bytes, n: int, high: int, path) -> np.ndarray:
+    values = raw[key]
+    if not isinstance(values, (list, tuple, np.ndarray)) or len(values) != n \
+            or not all(isinstance(v, (int, np.integer)) and not isinstance(v, bool) for v in values):
+        size = len(values) if hasattr(values, "__len__") else "?"
+        raise CifarDataError(f"{path}: {key!r} must be {n} integers (one per image), got "
+                             f"{type(values).__name__} of length {size}")
+    out = np.asarray(values, dtype=np.int64).reshape(n)
+    if n and (out.min() < 0 or out.max() >= high):
+        raise CifarDataError(f"{path}: {key!r} must lie in [0, {high}), found values from {out.min()} to "
+                             f"{out.max()}")
+    return out
 
 
 def read_split(root: Path, split: str, manifest=None) -> CifarSplit:
-    """Read one split from the md5-checked files (the checks run first, then the pickles are read)."""
+    """Read one split: the split's file and ``meta`` are each read once, md5-checked on those bytes
+    and unpickled with :class:`CifarUnpickler`; the structure is then checked (uint8 (N, 3072)
+    data, N fine labels in [0, 100) and coarse labels in [0, 20), 100 class names)."""
     choice("split", split, SPLITS)
-    paths = check_files(root, manifest)
-    raw = _unpickle(paths[split])
-    meta = _unpickle(paths["meta"])
+    sums = load_manifest(manifest)
+    paths = _folder_paths(root, sums)
+    raw = unpickle_cifar(read_checked(paths[split], sums[split], root), paths[split])
+    meta = unpickle_cifar(read_checked(paths["meta"], sums["meta"], root), paths["meta"])
+    path = paths[split]
     try:
-        data = np.asarray(raw[b"data"], dtype=np.uint8)
-        labels = np.asarray(raw[b"fine_labels"], dtype=np.int64)
-        coarse = np.asarray(raw[b"coarse_labels"], dtype=np.int64)
-        names = tuple(n.decode() if isinstance(n, bytes) else str(n) for n in meta[b"fine_label_names"])
+        data = raw[b"data"]
+        if not isinstance(data, np.ndarray) or data.dtype != np.uint8 or data.ndim != 2 \
+                or data.shape[1] != 3 * 32 * 32:
+            raise CifarDataError(f"{path}: b'data' must be a uint8 array (N, 3072), got "
+                                 f"{getattr(data, 'dtype', type(data).__name__)} "
+                                 f"{getattr(data, 'shape', '')}")
+        n = data.shape[0]
+        labels = _int_list(raw, b"fine_labels", n, N_CLASSES, path)
+        coarse = _int_list(raw, b"coarse_labels", n, N_COARSE, path)
+        names = meta[b"fine_label_names"]
     except KeyError as exc:
-        raise CifarDataError(f"{paths[split]} lacks the key {exc} of the CIFAR-100 format") from exc
-    if data.ndim != 2 or data.shape[1] != 3 * 32 * 32 or labels.shape != (data.shape[0],):
-        raise CifarDataError(f"{paths[split]}: expected data (N, 3072) and N labels, got "
-                             f"{data.shape} and {labels.shape}")
+        where = paths["meta"] if exc.args and exc.args[0] == b"fine_label_names" else path
+        raise CifarDataError(f"{where} lacks the key {exc} of the CIFAR-100 format") from exc
+    if not isinstance(names, (list, tuple)) or len(names) != N_CLASSES \
+            or not all(isinstance(v, (bytes, str)) for v in names):
+        raise CifarDataError(f"{paths['meta']}: b'fine_label_names' must be {N_CLASSES} names")
+    names = tuple(v.decode("utf-8", "replace") if isinstance(v, bytes) else v for v in names)
     images = data.reshape(-1, 3, 32, 32)
     return CifarSplit(images, labels, coarse, names, split, SOURCE_REAL)
 
@@ -179,13 +283,14 @@ def download(root: Path) -> bool:
     """Download and extract the archive into ``root`` with torchvision (md5-checked); False offline."""
     from torchvision.datasets.utils import download_and_extract_archive
 
+    from .net import reachable
+
     a = CIFAR100_ARCHIVE
-    host = a["url"].split("/")[2]
-    try:  # fail fast offline: urllib has no timeout and would hang on a filtered network
-        socket.create_connection((host, 443), timeout=5).close()
-    except OSError as exc:
-        warnings.warn(f"Cannot reach {host} to download CIFAR-100 ({exc})", DataUnavailableWarning,
-                      stacklevel=2)
+    # fail fast offline (torchvision's urllib has no timeout and would hang on a filtered network);
+    # the probe goes through urllib too, so it honours HTTPS_PROXY as the download does
+    if not reachable(a["url"], timeout=5.0):
+        warnings.warn(f"Cannot reach {a['url']} to download CIFAR-100 (offline, or the proxy in "
+                      "HTTPS_PROXY does not answer)", DataUnavailableWarning, stacklevel=2)
         return False
     try:
         download_and_extract_archive(a["url"], str(root), filename=a["filename"], md5=a["md5"])

@@ -126,6 +126,8 @@ def best_rows(results: dict) -> dict:
     """Per head, the row of the beta with the best test top-1 (ties: the smaller beta)."""
     best = {}
     for r in results["rows"]:
+        if r.get("status", "ok") != "ok":  # a failed row has no accuracy
+            continue
         cur = best.get(r["head"])
         if cur is None or r["top1"] > cur["top1"]:
             best[r["head"]] = r
@@ -147,10 +149,11 @@ def plot_sweep(results: dict, beta: float | None = None, axes=None):
         fig, axes = plt.subplots(1, 2, figsize=(13.5, 4.2), layout="constrained")
     else:
         fig = axes[0].figure
-    heads = list(dict.fromkeys(r["head"] for r in results["rows"]))
+    trained = [r for r in results["rows"] if r.get("status", "ok") == "ok"]  # failed rows: no numbers
+    heads = list(dict.fromkeys(r["head"] for r in trained))
     cmap = plt.get_cmap("tab10")
     for i, h in enumerate(heads):
-        rows = sorted((r for r in results["rows"] if r["head"] == h), key=lambda r: r["beta"])
+        rows = sorted((r for r in trained if r["head"] == h), key=lambda r: r["beta"])
         b = [r["beta"] for r in rows]
         style = "o-" if rows[0]["convex"] else "s--"
         axes[0].semilogx(b, [100 * r["top1"] for r in rows], style, color=cmap(i % 10), label=h)

@@ -3,6 +3,7 @@ solved when it moves) and an image picker for the token groups of the attention 
 
 from __future__ import annotations
 
+import html
 from functools import lru_cache
 
 import ipywidgets as W
@@ -20,9 +21,13 @@ class SweepExplorer(Explorer):
     css_class = "cvxattn-cifar-sweep-explorer"
 
     def __init__(self, results: dict, beta: float | None = None):
+        from ..cifar.cli import check_results, row_ok
+
+        check_results(results)
+        results = dict(results, rows=[r for r in results["rows"] if row_ok(r)])  # failed rows: no numbers
         betas = sorted({float(r["beta"]) for r in results["rows"]})
         if not betas:
-            raise ValueError("results has no rows; run the sweep first")
+            raise ValueError("results has no rows (or only failed ones); run the sweep first")
         self.results = results
         start = betas[len(betas) // 2] if beta is None else min(
             betas, key=lambda b: abs(np.log(b) - np.log(float(beta))))
@@ -45,9 +50,10 @@ class SweepExplorer(Explorer):
                      "units": {r["head"]: r.get("units") for r in rows}}
 
     def status_html(self, info: dict) -> str:
+        """The status line; head names come from a results file, so they are HTML-escaped."""
         best = max(info["top1"], key=info["top1"].get)
-        units = ", ".join(f"{h} {u}" for h, u in info["units"].items() if u is not None)
-        return (f"<b>β = {info['beta']:.3g}</b> · best head {best} "
+        units = ", ".join(f"{html.escape(str(h))} {u}" for h, u in info["units"].items() if u is not None)
+        return (f"<b>β = {info['beta']:.3g}</b> · best head {html.escape(str(best))} "
                 f"({100 * info['top1'][best]:.1f}% top-1) · units: {units}")
 
 
@@ -94,7 +100,7 @@ class TokenGroupExplorer(Explorer):
 
     def status_html(self, info: dict) -> str:
         return f"<b>image {info['index']}</b> · groups: " + ", ".join(
-            f"{h} {k}" for h, k in info["groups"].items())
+            f"{html.escape(str(h))} {k}" for h, k in info["groups"].items())
 
 
 def cifar_sweep_explorer(results: dict, beta: float | None = None) -> SweepExplorer:
