@@ -97,3 +97,53 @@ def region_count_general_position(n: int, r: int) -> int:
 def pattern_count_bound(n: int, r: int) -> float:
     r"""The upper bound :math:`2r\,(e(n-1)/r)^r` on the number of patterns (n samples, rank r)."""
     return 2 * r * (e * (n - 1) / r) ** r
+
+
+def cones_2d(X, *, tol: float = 1e-12) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    r"""The cones of the arrangement of the lines :math:`\{w\in\mathbb{R}^2: x_i^\top w = 0\}`.
+
+    Each line is perpendicular to :math:`x_i`, at angles :math:`\angle x_i \pm \pi/2`.  Sorted, the
+    (distinct) line angles cut the circle into arcs; every arc is a cone of weight vectors with one
+    activation pattern, read off at the arc's middle direction.  Points on a common line through
+    the origin share a line, so n points in general position give 2n cones (the count of
+    :func:`region_count_general_position` with r = 2).
+
+    ``X`` (n, 2) with non-zero rows.  Returns ``(D, edges, mids)``: D (n, P) boolean patterns (the
+    all-zero one included when it occurs), edges (P + 1,) increasing angles in radians, cone j
+    being the arc from ``edges[j]`` to ``edges[j + 1]``, and mids (P,) its middle angle.
+    """
+    X = as_float_array("X", X, 2, shape=(None, 2))
+    if np.any(np.linalg.norm(X, axis=1) <= tol):
+        raise ValueError("X must have non-zero rows: a zero row gives no line")
+    phi = np.arctan2(X[:, 1], X[:, 0]) + np.pi / 2
+    angles = np.sort(np.mod(np.concatenate([phi, phi + np.pi]), 2 * np.pi))
+    distinct = angles[np.concatenate([[True], np.diff(angles) > tol])]
+    if 2 * np.pi - distinct[-1] + distinct[0] <= tol:  # the same line seen at 0 and 2 pi
+        distinct = distinct[1:]
+    edges = np.concatenate([distinct, [distinct[0] + 2 * np.pi]])
+    mids = 0.5 * (edges[:-1] + edges[1:])
+    W = np.stack([np.cos(mids), np.sin(mids)])
+    return X @ W >= 0, edges, mids
+
+
+def relu_dual_norm(X, v, D=None) -> float:
+    r""":math:`\max_{\|u\|_2\le1}|v^\top(Xu)_+|`, the constraint of the ReLU network's dual, exactly.
+
+    On the cone :math:`K_j=\{u:(2D_j-I)Xu\ge0\}` of pattern :math:`D_j`, :math:`(Xu)_+=D_jXu`, so
+    the maximum is :math:`\max_j\max_\pm\|\Pi_{K_j}(\pm X^\top D_jv)\|`
+    (:func:`cvxattn_lib.certificates.cone_support`).  ``D`` (n, P): the patterns to maximise over
+    (default: every pattern, :func:`enumerate_patterns`; then the value is exact).
+    """
+    from .certificates import cone_support
+
+    X = as_float_array("X", X, 2)
+    v = as_float_array("v", v, 1, shape=(X.shape[0],))
+    D = enumerate_patterns(X)[0] if D is None else np.asarray(D, dtype=bool)
+    if D.ndim != 2 or D.shape[0] != X.shape[0]:
+        raise ValueError(f"D must have shape ({X.shape[0]}, P), got {D.shape}")
+    out = 0.0
+    for j in range(D.shape[1]):
+        g = X.T @ (D[:, j] * v)
+        A = (2.0 * D[:, j] - 1.0)[:, None] * X
+        out = max(out, cone_support(A, g), cone_support(A, -g))
+    return out

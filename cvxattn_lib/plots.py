@@ -162,3 +162,49 @@ def token_projection(X: np.ndarray, groups: np.ndarray, clusters: np.ndarray, ax
            ylabel="principal direction 2 (feature units)")
     ax.legend(fontsize=7, title="marker: planted; colour: learned", title_fontsize=7)
     return ax
+
+
+def arrangement_2d(X: np.ndarray, ax=None, title: str | None = None):
+    r"""The hyperplane arrangement of n points in the plane, drawn in weight space.
+
+    Each data point :math:`x_i` (arrow) gives the line :math:`\{w: x_i^\top w = 0\}` through the
+    origin, perpendicular to it; the lines cut the plane into cones, and every weight vector w in
+    one cone has the same activation pattern :math:`1\{Xw\ge0\}`, written as a bit string
+    (bit i is point i; :func:`cvxattn_lib.arrangements.cones_2d`).  Cones are shaded by how many
+    points they activate; arrows show the directions of the points (their lengths do not matter).
+    ``X`` (n, 2).
+    """
+    from matplotlib.patches import Wedge
+
+    from .arrangements import cones_2d
+
+    X = np.asarray(X, dtype=float)
+    D, edges, mids = cones_2d(X)
+    n = X.shape[0]
+    ax = ax or plt.subplots(figsize=(5.8, 5.8))[1]
+    R = 1.0
+    cmap = plt.get_cmap("Greens")
+    for j in range(D.shape[1]):
+        shade = cmap(0.08 + 0.5 * D[:, j].sum() / n)
+        ax.add_patch(Wedge((0, 0), R, np.degrees(edges[j]), np.degrees(edges[j + 1]),
+                           facecolor=shade, edgecolor="none"))
+        label = "".join("1" if b else "0" for b in D[:, j])
+        ax.text(0.68 * R * np.cos(mids[j]), 0.68 * R * np.sin(mids[j]), label, ha="center",
+                va="center", fontsize=8, family="monospace",
+                bbox=dict(boxstyle="round,pad=0.15", fc="white", ec="none", alpha=0.8))
+    for i, x in enumerate(X):
+        x = x / np.linalg.norm(x)  # only directions matter: 1{x^T w >= 0} ignores lengths
+        t = np.array([-x[1], x[0]])
+        ax.plot([-R * t[0], R * t[0]], [-R * t[1], R * t[1]], color=f"C{i % 10}", lw=1.3)
+        ax.annotate("", xy=0.3 * R * x, xytext=(0, 0),
+                    arrowprops=dict(arrowstyle="->", color=f"C{i % 10}", lw=1.6))
+        ax.text(1.07 * R * t[0], 1.07 * R * t[1], f"line {i + 1}", color=f"C{i % 10}",
+                ha="center", va="center", fontsize=8, fontweight="bold")
+        ax.text(0.4 * R * x[0], 0.4 * R * x[1], f"$x_{{{i + 1}}}$", color=f"C{i % 10}",
+                ha="center", va="center", fontsize=10)
+    ax.set_aspect("equal")
+    ax.set(xlim=(-1.2 * R, 1.2 * R), ylim=(-1.2 * R, 1.2 * R),
+           title=title or f"{n} points in $\\mathbb{{R}}^2$: {D.shape[1]} cones of weight vectors",
+           xlabel="first weight $w_1$ (direction only, a.u.)",
+           ylabel="second weight $w_2$ (direction only, a.u.)")
+    return ax

@@ -42,3 +42,58 @@ def test_bad_gates_shape_is_named():
     X = np.ones((4, 3))
     with pytest.raises(ValueError, match="gates"):
         arr.patterns_from_gates(X, np.ones((2, 5)))
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_cones_2d_are_the_enumerated_patterns(seed):
+    rng = np.random.default_rng(seed)
+    for X in (rng.standard_normal((7, 2)),  # generic: 2n cones, no zero pattern needed
+              np.abs(rng.standard_normal((5, 2))) + 0.1):  # a half-plane: the zero pattern occurs
+        D, edges, mids = arr.cones_2d(X)
+        E, _ = arr.enumerate_patterns(X, drop_zero=False)
+        assert {D[:, j].tobytes() for j in range(D.shape[1])} == \
+            {E[:, j].tobytes() for j in range(E.shape[1])}
+        assert D.shape[1] == arr.region_count_general_position(X.shape[0], 2) == 2 * X.shape[0]
+        assert np.all(np.diff(edges) > 0) and edges[-1] - edges[0] == pytest.approx(2 * np.pi)
+        assert np.all((edges[:-1] < mids) & (mids < edges[1:]))
+    assert not E.any(axis=0).all()  # the half-plane data has the all-zero pattern
+
+
+def test_cones_2d_merges_lines_of_collinear_points():
+    X = np.array([[1.0, 0.0], [-2.0, 0.0], [0.0, 1.0]])  # points 1 and 2 share a line
+    D, _, _ = arr.cones_2d(X)
+    assert D.shape[1] == 4
+    with pytest.raises(ValueError, match="X"):
+        arr.cones_2d(np.array([[0.0, 0.0], [1.0, 1.0]]))
+    with pytest.raises(ValueError, match="X"):
+        arr.cones_2d(np.ones((3, 3)))
+
+
+def test_relu_dual_norm_is_the_maximum_over_the_sphere():
+    rng = np.random.default_rng(3)
+    X, v = rng.standard_normal((9, 3)), rng.standard_normal(9)
+    exact = arr.relu_dual_norm(X, v)
+    U = rng.standard_normal((3, 200_000))
+    U /= np.linalg.norm(U, axis=0)
+    sampled = np.abs(v @ np.maximum(X @ U, 0.0)).max()
+    # sampling is a lower estimate, and a dense sample on the 2-sphere comes close
+    assert sampled <= exact * (1 + 1e-12)
+    assert sampled >= exact * (1 - 1e-3)
+    # the maximiser: on some pattern's cone the bound is attained by a feasible unit vector
+    assert arr.relu_dual_norm(X, np.zeros(9)) == 0.0
+    with pytest.raises(ValueError, match="v"):
+        arr.relu_dual_norm(X, np.ones(4))
+
+
+def test_arrangement_figure_labels_every_cone():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from cvxattn_lib import plots
+
+    X = np.random.default_rng(27).standard_normal((5, 2))
+    ax = plots.arrangement_2d(X)
+    D, _, _ = arr.cones_2d(X)
+    labels = {t.get_text() for t in ax.texts}
+    assert {"".join("1" if b else "0" for b in D[:, j]) for j in range(D.shape[1])} <= labels
+    assert "10 cones" in ax.get_title()

@@ -133,3 +133,32 @@ def test_passed_gates_are_the_ones_used():
     G = fit.weights()["G"]
     for j in range(G.shape[1]):
         assert np.any(np.all(np.isclose(gates, G[:, [j]]), axis=0))
+
+
+def test_relu_finite_dual_meets_the_convex_program():
+    """Strong duality: the finite dual (an SOCP through cone duality) has the primal's optimum,
+    and its solution is the primal residual y_hat - y."""
+    X, Y = problem(9, n=8, d=3, c=1)
+    fit = cal.convex.fit_mlp(X, Y, 0.1, activation="relu")
+    d_star, v_star = cal.convex.mlp.solve_relu_dual(X, Y[:, 0], 0.1)
+    assert abs(d_star - fit.value) <= 1e-7 * fit.value
+    np.testing.assert_allclose(v_star, fit.prediction()[:, 0] - Y[:, 0], atol=1e-5)
+    with pytest.raises(ValueError, match="y"):
+        cal.convex.mlp.solve_relu_dual(X, Y[:5, 0], 0.1)
+
+
+def test_certificate_of_any_network_brackets_the_optimum():
+    """certify_point: the fit's own prediction gives its certificate; a narrow trained network's
+    bound stays below p* and its gap covers its excess over p*."""
+    X, Y = problem(10, n=10, d=3, c=1)
+    fit = cal.convex.fit_mlp(X, Y, 0.1, activation="relu")
+    own = fit.certify_point(fit.prediction(), fit.value)
+    assert own.lower_bound == pytest.approx(fit.certificate()["lower_bound"], rel=1e-12)
+    run = train_mlp(X, Y, 0.1, "relu", m=1, restarts=2, seed=0, progress=False)[0]
+    cert = fit.certify_point(run.model.predict(X), run.objective)
+    assert cert.lower_bound <= fit.value * (1 + 1e-9)
+    assert cert.gap >= run.objective - fit.value - 1e-9
+    with pytest.raises(ValueError, match="value"):
+        fit.certify_point(fit.prediction(), float("nan"))
+    with pytest.raises(ValueError, match="prediction"):
+        fit.certify_point(np.zeros(3), 1.0)

@@ -1,14 +1,17 @@
-r"""Two-layer networks with weight decay as convex programs (Pilanci & Ergen 2020; paper eq. (8)).
+r"""Two-layer networks with weight decay as convex programs.
 
 Objective of the network (sum over samples):
 :math:`\tfrac12\sum_i\|f(x_i)-y_i\|^2 + \tfrac\beta2\sum_j(\|w_{1j}\|^2+\|w_{2j}\|^2)`.
 Rescaling each neuron turns the penalty into :math:`\beta\sum_j\|w_{1j}\|\,\|w_{2j}\|`, and grouping
 neurons gives the convex programs
 
-* linear:      :math:`\min_Z L(XZ) + \beta\|Z\|_*`,
-* gated ReLU:  :math:`\min_{Z_j} L(\sum_j D_j X Z_j) + \beta\sum_j\|Z_j\|_*` (fixed gates),
+* linear:      :math:`\min_Z L(XZ) + \beta\|Z\|_*` (the variational form of the nuclear norm,
+  Recht, Fazel & Parrilo 2010),
+* gated ReLU:  :math:`\min_{Z_j} L(\sum_j D_j X Z_j) + \beta\sum_j\|Z_j\|_*` (fixed gates; the
+  program of eq. (8) of Sahiner et al., ICML 2022, and of Mishkin, Sahiner & Pilanci 2022),
 * ReLU (c=1):  :math:`\min L(\sum_j D_j X(v_j-w_j)) + \beta\sum_j(\|v_j\|+\|w_j\|)` s.t.
-  :math:`(2D_j-I)Xv_j\ge0,\ (2D_j-I)Xw_j\ge0`,
+  :math:`(2D_j-I)Xv_j\ge0,\ (2D_j-I)Xw_j\ge0` (Pilanci & Ergen 2020; the vector-output,
+  cone-constrained nuclear-norm form is Sahiner et al., ICLR 2021),
 
 each equal to the non-convex optimum once the network has at least as many neurons as the
 solution's rank (linear, gated) or number of non-zero groups (ReLU, with every pattern enumerated).
@@ -23,7 +26,7 @@ import cvxpy as cp
 import numpy as np
 
 from .. import arrangements
-from ..certificates import Certificate, certify, cone_support
+from ..certificates import Certificate, certify
 from ..cvxpy_solve import solve
 from ..losses import loss_value, one_hot
 from ..nonconvex.mlp import ACTIVATIONS, TwoLayerNet
@@ -161,16 +164,31 @@ class MLPFit:
         if self.activation == "gated_relu":
             return float(max(np.linalg.norm(X.T @ (self.D[:, [j]] * V), 2)
                              for j in range(self.D.shape[1])))
-        out = 0.0
-        for j in range(self.D.shape[1]):
-            g = X.T @ (self.D[:, j] * V[:, 0])
-            A = (2.0 * self.D[:, j] - 1.0)[:, None] * X
-            out = max(out, cone_support(A, g), cone_support(A, -g))
-        return out
+        return arrangements.relu_dual_norm(X, V[:, 0], self.D)
 
     def certify(self) -> Certificate:
         """The weak-duality certificate at this solution (see :mod:`cvxattn_lib.certificates`)."""
         return certify(self.value, self.prediction(), self.Y, self.loss, self.beta, self.dual_norm)
+
+    def certify_point(self, prediction, value: float) -> Certificate:
+        r"""The weak-duality certificate of *any* network on the same data: its predictions
+        ``prediction`` (n,) or (n, c) on X and its objective ``value`` (e.g. a trained run's).
+
+        The dual point is the network's own scaled residual, so no convex solve is needed: the
+        lower bound holds for the program over these patterns (every network of any width when
+        ReLU patterns are all enumerated), and ``gap`` bounds how far ``value`` is above it.
+        """
+        U = as_float_array("prediction", prediction, (1, 2))
+        n = self.X.shape[0]
+        if U.shape[0] != n:
+            raise ValueError(f"prediction must have {n} rows (one per sample), got {U.shape}")
+        U = U.reshape(n, -1)
+        if self.loss == "squared" and U.shape != self.Y.shape:
+            raise ValueError(f"prediction must have shape {self.Y.shape}, got {U.shape}")
+        value = float(value)
+        if not np.isfinite(value):
+            raise ValueError(f"value must be a finite objective value, got {value}")
+        return certify(value, U, self.Y, self.loss, self.beta, self.dual_norm)
 
     def certificate(self) -> dict:
         """``value``, ``lower_bound`` (certified lower bound on the optimum over these patterns),
@@ -293,3 +311,40 @@ def fit_mlp(X, Y, beta, activation: str = "relu", gates=None, n_gates=None, seed
     beta = positive_scalar("beta", beta)
     return MLPProgram(X, Y, activation, gates=gates, n_gates=n_gates, seed=seed, loss=loss,
                       solver=solver).fit(beta)
+
+
+def solve_relu_dual(X, y, beta, D=None, solver: str | None = None) -> tuple[float, np.ndarray]:
+    r"""The finite dual of the scalar-output ReLU network, solved directly as a cone program.
+
+    .. math:: d^\star=\max_v\ -\tfrac12\|v\|^2-v^\top y\quad\text{s.t.}\quad
+       \|X^\top D_jv+A_j^\top\mu_j^+\|_2\le\beta,\ \|-X^\top D_jv+A_j^\top\mu_j^-\|_2\le\beta,
+       \ \mu_j^\pm\ge0,
+
+    with :math:`A_j=(2D_j-I)X`: by cone duality
+    :math:`\max_{u\in K_j,\|u\|\le1}g^\top u=\min_{\mu\ge0}\|g+A_j^\top\mu\|`, so these constraints
+    say :math:`\max_{\|u\|\le1}|v^\top(Xu)_+|\le\beta` over the patterns ``D`` (n, P) (default:
+    all, :func:`cvxattn_lib.arrangements.enumerate_patterns`).  It has 2nP multipliers, so it is
+    for small toys.  Returns ``(d_star, v_star)``; at the optimum :math:`v^\star=\hat y-y`, the
+    residual of the primal solution, and :math:`d^\star=p^\star`.
+    """
+    X = as_float_array("X", X, 2)
+    n = X.shape[0]
+    y = as_float_array("y", y, (1, 2)).reshape(-1)
+    if y.shape[0] != n:
+        raise ValueError(f"y must have {n} entries (one per row of X), got {y.shape[0]}")
+    beta = positive_scalar("beta", beta)
+    D = arrangements.enumerate_patterns(X)[0] if D is None else np.asarray(D, dtype=bool)
+    if D.ndim != 2 or D.shape[0] != n:
+        raise ValueError(f"D must have shape ({n}, P), got {D.shape}")
+    Df = D.astype(float)
+    S = 2.0 * Df - 1.0
+    v = cp.Variable(n)
+    mu_plus = cp.Variable(Df.shape, nonneg=True)
+    mu_minus = cp.Variable(Df.shape, nonneg=True)
+    G = X.T @ cp.multiply(Df, cp.reshape(v, (n, 1), order="C") @ np.ones((1, Df.shape[1])))
+    cons = [cp.norm(G + X.T @ cp.multiply(S, mu_plus), 2, axis=0) <= beta,
+            cp.norm(-G + X.T @ cp.multiply(S, mu_minus), 2, axis=0) <= beta]
+    problem = cp.Problem(cp.Maximize(-0.5 * cp.sum_squares(v) - v @ y), cons)
+    solve(problem, solver=solver)
+    v_star = np.array(v.value, dtype=np.float64)
+    return float(-0.5 * v_star @ v_star - v_star @ y), v_star
