@@ -54,6 +54,23 @@ def test_worked_solutions_pass_the_checker(key, answer, capsys):
     assert "not attempted" in capsys.readouterr().out
 
 
+def test_every_notebook_has_three_exercises_beyond_recall():
+    """Issue 10: each notebook carries at least three exercises that ask to derive, implement or
+    predict-then-test. They are tagged in the notebook's exercise module's ``DEEP`` tuple."""
+    import importlib
+
+    for nb in sorted(p.name[:2] for p in (SOLUTIONS.parent).glob("[0-9][0-9]_*.ipynb")):
+        if nb == "00":
+            continue
+        module = importlib.import_module(f"cvxattn_lib.exercises.nb{nb}")
+        deep = getattr(module, "DEEP", ())
+        assert len(deep) >= 3, f"notebook {nb}: {len(deep)} derive/implement/predict exercises, want >= 3"
+        assert set(deep) <= set(module.EXERCISES), f"notebook {nb}: DEEP names unknown keys"
+        text = next(SOLUTIONS.parent.glob(f"{nb}_*.ipynb")).read_text(encoding="utf-8")
+        absent = [k for k in module.EXERCISES if f'\\"{k}\\"' not in text]
+        assert not absent, f"notebook {nb} never asks exercises {absent} (no check cell names them)"
+
+
 def test_a_failing_function_is_reported_not_raised(capsys):
     function_keys = [k for k, ex in cal.exercises.EXERCISES.items() if ex.kind == "function"]
     if not function_keys:
