@@ -34,9 +34,14 @@ def pick(full, fast):
 
 
 def data_root() -> Path:
-    """The data and cache root: ``$CVXATTN_DATA`` if set, else ``data/`` in the repository."""
+    """The data and cache root: ``$CVXATTN_DATA`` if set, else ``data/`` in the repository when the
+    library runs from a source checkout (``pip install -e .``), else ``$XDG_DATA_HOME/cvxattn``
+    (``~/.local/share/cvxattn``): never a folder inside site-packages."""
     env = os.environ.get(DATA_ENV)
-    root = Path(env).expanduser() if env else _REPO_ROOT / "data"
+    checkout = (_REPO_ROOT / "pyproject.toml").is_file() and not {"site-packages", "dist-packages"} \
+        & set(_REPO_ROOT.parts)
+    user = Path(os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share") / "cvxattn"
+    root = Path(env).expanduser() if env else (_REPO_ROOT / "data" if checkout else user)
     root.mkdir(parents=True, exist_ok=True)
     return root
 
