@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import os
 import re
 import shutil
 import sys
@@ -11,6 +12,19 @@ from pathlib import Path
 import pytest
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+def _share_the_cores_between_workers() -> None:
+    """Under pytest-xdist (scripts/test.sh runs 2 workers), give each worker, and the notebook
+    kernels and JupyterLab it starts, its share of the CPU cores instead of letting every process
+    start one thread per core (which oversubscribes a 2-core machine).  Read by torch and the BLAS
+    libraries when they load; a value the user set is kept."""
+    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1") or 1)
+    if workers > 1 and "OMP_NUM_THREADS" not in os.environ:
+        os.environ["OMP_NUM_THREADS"] = str(max(1, (os.cpu_count() or 1) // workers))
+
+
+_share_the_cores_between_workers()
 
 
 def load_execute_notebooks():
