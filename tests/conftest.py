@@ -87,3 +87,16 @@ def lab_page(chromium, request):
             page.screenshot(path=str(bh.SCREENSHOTS / f"{name}-last.png"), full_page=True)
         finally:
             context.close()
+
+
+def pytest_collection_modifyitems(config, items):
+    """Longest first: the browser tests and the notebook executions (a minute or more each) are
+    handed out before the hundreds of short tests, so parallel workers finish together instead of
+    one of them starting a notebook at the end.  Stable: the order within each kind is kept."""
+    def rank(item):
+        for i, mark in enumerate(("browser", "notebook", "slow")):
+            if item.get_closest_marker(mark):
+                return i
+        return 3
+
+    items.sort(key=rank)
