@@ -271,12 +271,24 @@ def test_console_script_points_at_the_cli_entry_function(tmp_path):
 LOCAL = {"cvxattn_lib", "browser_helpers", "execute_notebooks", "conftest"}
 
 
+def python_source(file: Path) -> str:
+    """A .py file's text, or a notebook's code cells (IPython magics and shell lines dropped)."""
+    if file.suffix != ".ipynb":
+        return file.read_text(encoding="utf-8")
+    cells = json.loads(file.read_text(encoding="utf-8"))["cells"]
+    code = ["".join(c["source"]) if isinstance(c["source"], list) else c["source"]
+            for c in cells if c["cell_type"] == "code"]
+    return "\n".join(ln for ln in "\n".join(code).splitlines() if not ln.lstrip().startswith(("%", "!")))
+
+
 def imported_top_levels(paths) -> dict[str, set[str]]:
-    """Top-level names of every absolute import in the .py files under ``paths`` -> the files."""
+    """Top-level names of every absolute import in the .py files (and notebooks) under ``paths``
+    -> the files."""
     found: dict[str, set[str]] = {}
     for path in paths:
-        for file in sorted(path.rglob("*.py")) if path.is_dir() else [path]:
-            tree = ast.parse(file.read_text(encoding="utf-8"))
+        files = sorted([*path.rglob("*.py"), *path.glob("*.ipynb")]) if path.is_dir() else [path]
+        for file in files:
+            tree = ast.parse(python_source(file))
             for node in ast.walk(tree):
                 names = ([a.name for a in node.names] if isinstance(node, ast.Import) else
                          [node.module] if isinstance(node, ast.ImportFrom) and node.level == 0 else [])
@@ -309,9 +321,10 @@ def test_every_imported_package_is_declared():
         assert dist in allowed, f"the library imports {dist} ({sorted(files)}) but pyproject does not " \
             "list it in dependencies" + (" or the cifar extra" if files <= cifar_files else "")
     everything = core.union(*extras.values())
-    rest = third_party(imported_top_levels([REPO_ROOT / d for d in ("scripts", "tests", "benchmarks")]))
+    rest = third_party(imported_top_levels([REPO_ROOT / d for d in ("scripts", "tests", "benchmarks",
+                                                                    "notebooks")]))
     missing = {d: sorted(f) for d, f in rest.items() if d not in everything}
-    assert not missing, f"imported by scripts/tests/benchmarks but not declared: {missing}"
+    assert not missing, f"imported by scripts/tests/benchmarks/notebooks but not declared: {missing}"
     # JupyterLab and the kernel are for reading the notebooks: an extra, not a library dependency
     assert {"jupyterlab", "ipykernel"} <= extras["lab"] and not {"jupyterlab", "ipykernel"} & core
     assert not {"jupyterlab", "ipykernel"} & set(library)
