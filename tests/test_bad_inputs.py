@@ -163,3 +163,18 @@ def test_fit_head_memory_estimate_names_the_sizes_of_each_head(kind, activation,
 
 # distinct bad inputs tested in this file: train_head 21, fit_head 12 options + 1 size
 BAD_INPUT_CASES = len(TRAIN_HEAD_CASES) + len(FIT_HEAD_CASES) + 1
+
+
+def test_fit_head_memory_on_a_gpu_counts_device_arrays_against_the_gpu(monkeypatch):
+    """On CUDA the torch arrays are held against the GPU's memory, numpy ones against the host's."""
+    import torch
+
+    from cvxattn_lib.solvers import api
+
+    monkeypatch.setattr(api, "total_memory", lambda device=None: 2**40 if device is None else 2**20)
+    X = np.zeros((10**5, 2))  # only its shape is read
+    args = ("mlp", X, X[:, :1], "gated_relu", None, 64, "squared", "fista", {}, torch.float32)
+    with pytest.raises(validation.TooLargeError, match=r"on cuda:0 needs at least .*patterns \(n, P\) = "
+                       r"\(100000, 64\) on the device: 24\.4 MiB.*more than the 1\.0 MiB of memory"):
+        api._check_memory(*args, torch.device("cuda:0"))
+    api._check_memory(*args, torch.device("cpu"))  # the same sizes fit the host's (mocked) 1 TiB

@@ -122,9 +122,10 @@ def _options(fn, options: dict, method: str):
                         f"valid options: {', '.join(sorted(set(allowed)))}")
 
 
-def _lifted_shape(kind, X, Y, activation, gates, n_gates, loss):
-    """``(shape of Z, {name: bytes} of the arrays built beside it)`` for the data's sizes, or
-    None when the sizes cannot be read (``build`` then reports the bad argument)."""
+def _lifted_shape(kind, X, Y, activation, gates, n_gates, loss, item):
+    """``((P, p, q), host, device)`` for the data's sizes: the shape of Z and ``{array: bytes}`` of
+    what is built beside it in host memory (numpy) and on the device (torch, ``item`` bytes an
+    entry); None when the sizes cannot be read (``build`` then reports the bad argument)."""
     shape = np.shape(X)
     try:
         c = (int(np.max(Y)) + 1 if np.size(Y) else 1) if loss == "cross_entropy" else \
@@ -139,52 +140,59 @@ def _lifted_shape(kind, X, Y, activation, gates, n_gates, loss):
         P = np.shape(gates)[1 if kind == "mlp" else 0] if np.ndim(gates) >= 2 else 1
     else:
         P = square if n_gates is None else positive_int("n_gates", n_gates)
+    n_x = int(np.prod(shape, dtype=np.float64))
+    host = {f"X {tuple(shape)} in float64": 8 * n_x}
+    device = {f"X {tuple(shape)} on the device": item * n_x}
     if kind == "mlp" and len(shape) == 2:
-        (n, d), extra = shape, {}
+        n, d = shape
         if activation != "linear":
-            extra = {f"gates (d, P) = ({d}, {P}) float64": 8 * d * P,
-                     f"patterns (n, P) = ({n}, {P})": 9 * n * P}
-        return (P, d, c), extra
+            host[f"gates (d, P) = ({d}, {P}) float64"] = 8 * d * P
+            host[f"patterns (n, P) = ({n}, {P}) bool"] = n * P
+            device[f"patterns (n, P) = ({n}, {P}) on the device"] = item * n * P
+        return (P, d, c), host, device
     if len(shape) != 3:
         return None
     n, s, d = shape
-    if kind == "self_attention":
-        extra = {} if activation == "linear" else {
-            f"gates (P, d, d) = ({P}, {d}, {d}) float64": 8 * P * d * d,
-            f"masks (P, n, s, s) = ({P}, {n}, {s}, {s})": 2 * P * n * s * s}
-        return (P, d * d, d * c), extra
-    if kind == "mixer":
-        extra = {} if activation == "linear" else {
-            f"gates (P, s, s) = ({P}, {s}, {s}) float64": 8 * P * s * s,
-            f"masks (P, n, s, d) = ({P}, {n}, {s}, {d})": 2 * P * n * s * d}
-        return (P, s * s, d * c), extra
+    if kind in ("self_attention", "mixer"):
+        g, (k, m), Zshape = ((f"(P, d, d) = ({P}, {d}, {d})", (d, s), (P, d * d, d * c))
+                             if kind == "self_attention" else
+                             (f"(P, s, s) = ({P}, {s}, {s})", (s, d), (P, s * s, d * c)))
+        if activation != "linear":
+            host[f"gates {g} float64"] = 8 * P * (d * d if kind == "self_attention" else s * s)
+            masks = f"masks (P, n, s, {'s' if kind == 'self_attention' else 'd'}) = ({P}, {n}, {s}, {m})"
+            host[masks + " bool"] = P * n * s * m
+            device[masks + " on the device"] = P * n * s * m
+        return Zshape, host, device
     if kind == "fno":
-        return ((1, s, d * c) if activation == "circulant" else (s // 2 + 1, d, c)), {}
+        return ((1, s, d * c) if activation == "circulant" else (s // 2 + 1, d, c)), host, device
     return None
 
 
 def _check_memory(kind, X, Y, activation, gates, n_gates, loss, method, options, dtype, dev):
     """Refuse sizes whose arrays cannot fit in memory, before allocating any of them: a lower
-    bound from the gates, patterns or masks, the data and the lifted Z (FISTA holds at least
+    bound from the data, the gates, patterns or masks, and the lifted Z (FISTA holds at least
     five copies of it: iterate, extrapolation, gradient, step and prox) or the factors
-    (Burer-Monteiro: factors, gradients and Adam's two moments)."""
-    sizes = _lifted_shape(kind, X, Y, activation, gates, n_gates, loss)
+    (Burer-Monteiro: factors, gradients and Adam's two moments).  Host arrays are held against
+    the machine's memory, device arrays against the GPU's (on a CPU, all against the first)."""
+    item = torch.empty((), dtype=dtype).element_size()
+    sizes = _lifted_shape(kind, X, Y, activation, gates, n_gates, loss, item)
     if sizes is None:
         return
-    (P, p, q), arrays = sizes
-    item = torch.empty((), dtype=dtype).element_size() * (2 if activation == "spectral" else 1)
-    n_x = int(np.prod(np.shape(X), dtype=np.float64))
-    arrays[f"X {tuple(np.shape(X))} float64 and on the device"] = n_x * (8 + item)
+    (P, p, q), host, device = sizes
+    zitem = item * (2 if activation == "spectral" else 1)  # complex Z for the spectral FNO head
     if method == "fista":
-        arrays[f"lifted Z (P, p, q) = ({P}, {p}, {q}), 5 copies"] = 5 * P * p * q * item
+        device[f"lifted Z (P, p, q) = ({P}, {p}, {q}), 5 copies"] = 5 * P * p * q * zitem
     else:
         r = options.get("rank") or min(p, q, 64)
-        arrays[f"factors (P, p + q, rank) = ({P}, {p + q}, {r}), 4 copies"] = 4 * P * (p + q) * r * item
+        device[f"factors (P, p + q, rank) = ({P}, {p + q}, {r}), 4 copies"] = 4 * P * (p + q) * r * zitem
     hint = ("use fewer gates (n_gates), fewer samples or tokens, or reduced features"
             + ("" if method == "burer_monteiro" else ", or method='burer_monteiro' (factors, not Z)"))
-    available = total_memory(dev) if dev.type == "cuda" else total_memory()
-    check_fits_in_memory(f"fit_head(kind={kind!r}, n_gates={n_gates!r}, method={method!r})", arrays,
-                         available, hint)
+    where = f"fit_head(kind={kind!r}, n_gates={n_gates!r}, method={method!r})"
+    if dev.type == "cuda":
+        check_fits_in_memory(where + " on the host", host, total_memory(), hint)
+        check_fits_in_memory(where + f" on {dev}", device, total_memory(dev), hint)
+    else:
+        check_fits_in_memory(where, {**host, **device}, total_memory(), hint)
 
 
 def fit_head(kind: str, X, Y, beta, method: str = "fista", device=None, activation: str | None = None,
