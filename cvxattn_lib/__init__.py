@@ -1,17 +1,43 @@
 """cvxattn: attention and token mixing through convex duality (Sahiner et al., ICML 2022).
 
 Notebooks use ``import cvxattn_lib as cal`` and then ``cal.setup``, ``cal.convex.fit_mlp``, ...
+
+Submodules are imported on first use (PEP 562 module ``__getattr__``), so ``import cvxattn_lib``
+loads neither torch nor cvxpy: ``cal.convex`` imports cvxpy the first time it is touched,
+``cal.solvers`` torch, and a command line such as ``python -m cvxattn_lib.cifar --help`` only
+what it needs.
 """
 
-from . import (arrangements, certificates, convex, exercises, losses, nonconvex, plots, toydata,
-               validation, widgets)
-from . import solvers  # torch solvers of the convex heads with certificates (issue 5)
-from .cvxpy_solve import SolveError, installed_solvers, solve
-from .runtime import Config, data_root, device, is_fast, pick, setup
+from __future__ import annotations
+
+import importlib
+import importlib.util
 
 __version__ = "0.1.0"
 
-__all__ = ["arrangements", "certificates", "convex", "exercises", "losses", "nonconvex", "plots",
-           "toydata", "validation", "widgets", "solvers",
-           "SolveError", "installed_solvers", "solve", "Config", "data_root", "device",
-           "is_fast", "pick", "setup", "__version__"]
+#: public submodules (``cal.convex``, ...), imported on first access
+SUBMODULES = ("arrangements", "certificates", "convex", "exercises", "losses", "nonconvex", "plots",
+              "toydata", "validation", "widgets", "solvers")
+#: public names defined in a submodule -> that submodule
+ATTRIBUTES = {"SolveError": "cvxpy_solve", "installed_solvers": "cvxpy_solve", "solve": "cvxpy_solve",
+              "Config": "runtime", "data_root": "runtime", "device": "runtime", "is_fast": "runtime",
+              "pick": "runtime", "setup": "runtime"}
+
+__all__ = [*SUBMODULES, *ATTRIBUTES, "__version__"]
+
+
+def __getattr__(name: str):
+    """Import a submodule (public or not, e.g. ``cal.cifar``) or a name of :data:`ATTRIBUTES` on
+    first access and keep it as a module attribute."""
+    if name in ATTRIBUTES:
+        value = getattr(importlib.import_module(f".{ATTRIBUTES[name]}", __name__), name)
+    elif not name.startswith("_") and importlib.util.find_spec(f"{__name__}.{name}") is not None:
+        value = importlib.import_module(f".{name}", __name__)
+    else:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

@@ -34,10 +34,15 @@ def pick(full, fast):
 
 
 def data_root() -> Path:
-    """The data and cache root: ``$CVXATTN_DATA`` if set, else ``data/`` in the repository (created
-    if missing).  A root that is a file, or that cannot be created, is a ``ValueError`` naming it."""
+    """The data and cache root: ``$CVXATTN_DATA`` if set, else ``data/`` in the repository when the
+    library runs from a source checkout (``pip install -e .``), else ``$XDG_DATA_HOME/cvxattn``
+    (``~/.local/share/cvxattn``): never a folder inside site-packages.  Created if missing; a root
+    that is a file, or that cannot be created, is a ``ValueError`` naming it."""
     env = os.environ.get(DATA_ENV)
-    root = Path(env).expanduser() if env else _REPO_ROOT / "data"
+    checkout = (_REPO_ROOT / "pyproject.toml").is_file() and not {"site-packages", "dist-packages"} \
+        & set(_REPO_ROOT.parts)
+    user = Path(os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share") / "cvxattn"
+    root = Path(env).expanduser() if env else (_REPO_ROOT / "data" if checkout else user)
     where = f"{DATA_ENV}={env!r}" if env else f"the default data root {root}"
     if root.exists() and not root.is_dir():
         raise ValueError(f"{where} is a file, not a folder; point {DATA_ENV} at a folder (it holds "

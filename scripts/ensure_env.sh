@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Create .venv (Python >= 3.10) if missing and install the project with the tested CI set:
-#     pip install -e ".[dev,cifar]" -c scripts/constraints-ci.txt
+# Create .venv (Python >= 3.11) if missing and install the project with the tested CI set:
+#     pip install -e ".[dev,cifar,lab]" -c scripts/constraints-ci.txt
 # Idempotent: a stamp in .venv records a hash of pyproject.toml, the constraints and this script,
 # so a re-run with nothing changed returns in well under a second.  Touches nothing outside .venv.
 # Override the interpreter used to create .venv with PYTHON=/path/to/python3.11.
@@ -11,13 +11,13 @@ VENV=.venv
 CONSTRAINTS=scripts/constraints-ci.txt
 STAMP="$VENV/.cvxattn-env-stamp"
 
-version_ok() {  # $1 = interpreter; true when it runs and is Python >= 3.10
-    "$1" -c 'import sys; sys.exit(sys.version_info < (3, 10))' 2>/dev/null
+version_ok() {  # $1 = interpreter; true when it runs and is Python >= 3.11
+    "$1" -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null
 }
 
 find_python() {
     local cand
-    for cand in ${PYTHON:-} python3.11 python3 python3.12 python3.10 python3.13 python; do
+    for cand in ${PYTHON:-} python3.11 python3 python3.12 python3.13 python; do
         if command -v "$cand" >/dev/null 2>&1 && version_ok "$(command -v "$cand")"; then
             command -v "$cand"
             return 0
@@ -31,7 +31,7 @@ if [[ -e "$VENV" && ! -x "$VENV/bin/python" ]]; then
     exit 1
 fi
 if [[ -x "$VENV/bin/python" ]] && ! version_ok "$VENV/bin/python"; then
-    echo "ensure_env: $VENV uses $("$VENV/bin/python" --version 2>&1), but Python >= 3.10 is" \
+    echo "ensure_env: $VENV uses $("$VENV/bin/python" --version 2>&1), but Python >= 3.11 is" \
          "needed; remove it (rm -rf $VENV) and re-run" >&2
     exit 1
 fi
@@ -40,12 +40,12 @@ if [[ ! -x "$VENV/bin/python" ]]; then
     if [[ -n "${PYTHON:-}" ]] && ! version_ok "$PYTHON"; then
         found="not found"
         command -v "$PYTHON" >/dev/null 2>&1 && found="$("$PYTHON" --version 2>&1)"
-        echo "ensure_env: PYTHON=$PYTHON is not a usable Python >= 3.10 ($found)" >&2
+        echo "ensure_env: PYTHON=$PYTHON is not a usable Python >= 3.11 ($found)" >&2
         exit 1
     fi
     if ! BASE_PY="$(find_python)"; then
-        echo "ensure_env: no Python >= 3.10 found (tried \$PYTHON, python3.11, python3, python3.12," \
-             "python3.10, python3.13, python)." >&2
+        echo "ensure_env: no Python >= 3.11 found (tried \$PYTHON, python3.11, python3, python3.12," \
+             "python3.13, python)." >&2
         echo "  Install Python 3.11 (e.g. 'apt-get install python3 python3-venv', pyenv or conda)" \
              "or point PYTHON at one: PYTHON=/path/to/python3.11 bash $0" >&2
         exit 1
@@ -79,6 +79,6 @@ fi
 
 echo "ensure_env: installing the project into $VENV (first run or changed pyproject/constraints)"
 rm -f "$STAMP"
-"$PY" -m pip install -e ".[dev,cifar]" -c "$CONSTRAINTS"
+"$PY" -m pip install -e ".[dev,cifar,lab]" -c "$CONSTRAINTS"
 echo "$HASH" > "$STAMP"
 echo "ensure_env: $VENV is ready ($("$PY" --version 2>&1))"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import os
 import re
 import shutil
 import sys
@@ -11,6 +12,19 @@ from pathlib import Path
 import pytest
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+def _share_the_cores_between_workers() -> None:
+    """Under pytest-xdist (scripts/test.sh runs 2 workers), give each worker, and the notebook
+    kernels and JupyterLab it starts, its share of the CPU cores instead of letting every process
+    start one thread per core (which oversubscribes a 2-core machine).  Read by torch and the BLAS
+    libraries when they load; a value the user set is kept."""
+    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1") or 1)
+    if workers > 1 and "OMP_NUM_THREADS" not in os.environ:
+        os.environ["OMP_NUM_THREADS"] = str(max(1, (os.cpu_count() or 1) // workers))
+
+
+_share_the_cores_between_workers()
 
 
 def load_execute_notebooks():
@@ -73,3 +87,16 @@ def lab_page(chromium, request):
             page.screenshot(path=str(bh.SCREENSHOTS / f"{name}-last.png"), full_page=True)
         finally:
             context.close()
+
+
+def pytest_collection_modifyitems(config, items):
+    """Longest first: the browser tests and the notebook executions (a minute or more each) are
+    handed out before the hundreds of short tests, so parallel workers finish together instead of
+    one of them starting a notebook at the end.  Stable: the order within each kind is kept."""
+    def rank(item):
+        for i, mark in enumerate(("browser", "notebook", "slow")):
+            if item.get_closest_marker(mark):
+                return i
+        return 3
+
+    items.sort(key=rank)

@@ -15,7 +15,8 @@ import pytest
 REPO_ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOK_01 = "notebooks/01_two_layer_networks_are_convex.ipynb"
 
-pytestmark = [pytest.mark.browser, pytest.mark.slow]
+# one xdist worker runs them all, so they share one JupyterLab server and one Chromium
+pytestmark = [pytest.mark.browser, pytest.mark.slow, pytest.mark.xdist_group("browser")]
 
 
 def run_notebook(page, lab, rel_path: str) -> None:

@@ -1,23 +1,43 @@
 """CIFAR-100 with frozen backbones: data, token features, a crash-safe feature cache, heads, CLI.
 
 ``python -m cvxattn_lib.cifar extract | train | report`` runs the pipeline from a shell; the
-notebook calls the same functions.  Needs the ``cifar`` extra (timm, torchvision).
+notebook calls the same functions.  Needs the ``cifar`` extra (timm, torchvision).  The names
+below are imported from their submodules on first use (PEP 562), so the command line's ``--help``
+does not load the heads, the widgets or cvxpy.
 """
 
-from .backbone import DEFAULT_BACKBONE, Backbone, PretrainedUnavailableWarning, run_with_backoff
-from .cache import (CacheCorruptError, CacheRebuildWarning, FeatureCache, extract_features, find_caches,
-                    open_cache, reduce_features)
-from .cli import (format_table, latest_results, load_results, main, prepare_features, resolve_heads,
-                  run_heads, save_results)
-from .data import (CIFAR100_ARCHIVE, CIFAR100_MD5, CifarDataError, CifarDataset, CifarSplit,
-                   DataUnavailableWarning, load_cifar100, synthetic_cifar100, write_cifar_folder)
-from . import explore
-from .heads import HEADS, HeadResult, HeadUnavailableError, available_heads, train_head
+from __future__ import annotations
 
-__all__ = ["explore", "DEFAULT_BACKBONE", "Backbone", "PretrainedUnavailableWarning", "run_with_backoff",
-           "CacheCorruptError", "CacheRebuildWarning", "FeatureCache", "extract_features", "find_caches",
-           "open_cache", "reduce_features", "CIFAR100_ARCHIVE", "CIFAR100_MD5", "CifarDataError",
-           "CifarDataset", "CifarSplit", "DataUnavailableWarning", "load_cifar100", "synthetic_cifar100",
-           "write_cifar_folder", "format_table", "latest_results", "load_results", "main", "prepare_features",
-           "resolve_heads", "run_heads", "save_results", "HEADS",
-           "HeadResult", "HeadUnavailableError", "available_heads", "train_head"]
+import importlib
+
+#: public name -> the submodule that defines it
+_WHERE = {
+    "backbone": ("DEFAULT_BACKBONE", "Backbone", "PretrainedUnavailableWarning", "run_with_backoff"),
+    "cache": ("CacheCorruptError", "CacheRebuildWarning", "FeatureCache", "extract_features", "find_caches",
+              "open_cache", "reduce_features"),
+    "cli": ("format_table", "latest_results", "load_results", "main", "prepare_features", "resolve_heads",
+            "run_heads", "save_results"),
+    "data": ("CIFAR100_ARCHIVE", "CIFAR100_MD5", "CifarDataError", "CifarDataset", "CifarSplit",
+             "DataUnavailableWarning", "load_cifar100", "synthetic_cifar100", "write_cifar_folder"),
+    "heads": ("HEADS", "HeadResult", "HeadUnavailableError", "available_heads", "train_head"),
+}
+_ATTRIBUTES = {name: module for module, names in _WHERE.items() for name in names}
+_SUBMODULES = ("backbone", "cache", "cli", "data", "explore", "heads")
+
+__all__ = ["explore", *_ATTRIBUTES]
+
+
+def __getattr__(name: str):
+    """Import a submodule or one of its public names on first access."""
+    if name in _ATTRIBUTES:
+        value = getattr(importlib.import_module(f".{_ATTRIBUTES[name]}", __name__), name)
+    elif name in _SUBMODULES:
+        value = importlib.import_module(f".{name}", __name__)
+    else:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

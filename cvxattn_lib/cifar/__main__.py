@@ -1,5 +1,7 @@
-"""``python -m cvxattn_lib.cifar extract | train | report`` (see :mod:`.cli`)."""
+"""``python -m cvxattn_lib.cifar extract | train | report`` (see :mod:`.cli`); also installed as
+the console script ``cvxattn-cifar``."""
 
 from .cli import main
 
-raise SystemExit(main())
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -28,7 +28,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from ..validation import positive_int, positive_scalar, seed_value
+from ..validation import class_labels, known_options, positive_int, positive_scalar, real_features, seed_value
 from .cache import to_device
 
 
@@ -352,6 +352,24 @@ def available_heads() -> list[str]:
     return [h for h in HEADS if h not in CONVEX_HEADS or convex_available(h)]
 
 
+#: the options of :func:`train_head` (the command line passes all of them to every head)
+TRAIN_OPTIONS = ("width", "attn_heads", "lbfgs_iter", "method", "solver_options")
+
+
+def _check_options(options: dict) -> None:
+    """Unknown names and bad values of :func:`train_head`'s options, before any work."""
+    known_options("train_head", options, TRAIN_OPTIONS)
+    for key in ("width", "attn_heads", "lbfgs_iter"):
+        if key in options:
+            positive_int(key, options[key])
+    if "method" in options:
+        if options["method"] not in ("fista", "burer_monteiro"):  # cal.solvers.METHODS
+            raise ValueError(f"method must be one of 'fista', 'burer_monteiro'; got {options['method']!r}")
+    if not isinstance(options.get("solver_options", {}), dict):
+        raise TypeError(f"solver_options must be a dict of cal.solvers.fit_head options, got "
+                        f"{options['solver_options']!r}")
+
+
 def train_head(name: str, X_train, y_train, X_test, y_test, beta: float, device=None, epochs: int = 10,
                batch_size: int = 256, lr: float = 1e-3, seed: int = 0, progress: bool = True,
                classes: int = 100, return_model: bool = False, **options):
@@ -361,22 +379,28 @@ def train_head(name: str, X_train, y_train, X_test, y_test, beta: float, device=
     bound); with ``return_model`` also the trained model (a torch module, or the convex
     ``cal.solvers.HeadFit``) as ``(result, model)``.  Options: ``width`` (mlp_relu hidden units,
     512), ``attn_heads`` (4), ``lbfgs_iter``
-    (linear, 1000), ``method`` and ``solver_options`` (convex heads, passed to ``fit_head``)."""
+    (linear, 1000), ``method`` and ``solver_options`` (convex heads, passed to ``fit_head``); each
+    head uses the ones that concern it, and an unknown name raises a ``TypeError``.  Features must
+    be real and finite, labels integers in ``[0, classes)``; each bad input raises an error naming
+    the argument before any training."""
     from ..runtime import device as pick_device
 
     spec = HEADS[check_heads([name])[0]]
     beta = positive_scalar("beta", beta)
     epochs = positive_int("epochs", epochs)
     batch_size = positive_int("batch_size", batch_size)
+    lr = positive_scalar("lr", lr)
     seed = seed_value("seed", seed)
+    classes = positive_int("classes", classes)
+    _check_options(options)
     dev = pick_device(device) if not isinstance(device, torch.device) else device
-    if X_train.ndim != 3 or X_test.ndim != 3 or X_train.shape[1:] != X_test.shape[1:]:
+    real_features("X_train", X_train, 3)
+    real_features("X_test", X_test, 3)
+    if X_train.shape[1:] != X_test.shape[1:]:
         raise ValueError(f"X_train and X_test must be tokens (n, s, d) of the same s, d; got "
                          f"{X_train.shape} and {X_test.shape}")
-    ytr = torch.as_tensor(np.asarray(y_train), dtype=torch.int64)
-    yte = torch.as_tensor(np.asarray(y_test), dtype=torch.int64)
-    if ytr.shape != (X_train.shape[0],) or yte.shape != (X_test.shape[0],):
-        raise ValueError("y_train and y_test must hold one label per sample of X_train and X_test")
+    ytr = torch.as_tensor(class_labels("y_train", y_train, X_train.shape[0], classes))
+    yte = torch.as_tensor(class_labels("y_test", y_test, X_test.shape[0], classes))
     data = {"X_train": X_train, "y_train": ytr, "X_test": X_test, "classes": int(classes)}
     torch.manual_seed(seed)
     if dev.type == "cuda":

@@ -12,7 +12,8 @@ import torch
 from ..certificates import Certificate
 from ..nonconvex.training import cpu_threads_for
 from ..runtime import device as pick_device
-from ..validation import choice, positive_int, positive_scalar, seed_value
+from ..validation import (check_fits_in_memory, choice, in_interval, nonnegative_scalar, positive_int,
+                          positive_scalar, seed_value, total_memory)
 from .burer_monteiro import burer_monteiro
 from .certify import compact_svd, to64
 from .fista import fista
@@ -121,6 +122,79 @@ def _options(fn, options: dict, method: str):
                         f"valid options: {', '.join(sorted(set(allowed)))}")
 
 
+def _lifted_shape(kind, X, Y, activation, gates, n_gates, loss, item):
+    """``((P, p, q), host, device)`` for the data's sizes: the shape of Z and ``{array: bytes}`` of
+    what is built beside it in host memory (numpy) and on the device (torch, ``item`` bytes an
+    entry); None when the sizes cannot be read (``build`` then reports the bad argument)."""
+    shape = np.shape(X)
+    try:
+        c = (int(np.max(Y)) + 1 if np.size(Y) else 1) if loss == "cross_entropy" else \
+            (np.shape(Y)[-1] if np.ndim(Y) == len(shape) else 1)
+    except (TypeError, ValueError, OverflowError):
+        return None
+    c = max(c, 1)
+    square = {"mlp": 32, "self_attention": 8, "mixer": 8}.get(kind)
+    if activation == "linear" or square is None:
+        P = 1
+    elif gates is not None:
+        P = np.shape(gates)[1 if kind == "mlp" else 0] if np.ndim(gates) >= 2 else 1
+    else:
+        P = square if n_gates is None else positive_int("n_gates", n_gates)
+    n_x = int(np.prod(shape, dtype=np.float64))
+    host = {f"X {tuple(shape)} in float64": 8 * n_x}
+    device = {f"X {tuple(shape)} on the device": item * n_x}
+    if kind == "mlp" and len(shape) == 2:
+        n, d = shape
+        if activation != "linear":
+            host[f"gates (d, P) = ({d}, {P}) float64"] = 8 * d * P
+            host[f"patterns (n, P) = ({n}, {P}) bool"] = n * P
+            device[f"patterns (n, P) = ({n}, {P}) on the device"] = item * n * P
+        return (P, d, c), host, device
+    if len(shape) != 3:
+        return None
+    n, s, d = shape
+    if kind in ("self_attention", "mixer"):
+        g, (k, m), Zshape = ((f"(P, d, d) = ({P}, {d}, {d})", (d, s), (P, d * d, d * c))
+                             if kind == "self_attention" else
+                             (f"(P, s, s) = ({P}, {s}, {s})", (s, d), (P, s * s, d * c)))
+        if activation != "linear":
+            host[f"gates {g} float64"] = 8 * P * (d * d if kind == "self_attention" else s * s)
+            masks = f"masks (P, n, s, {'s' if kind == 'self_attention' else 'd'}) = ({P}, {n}, {s}, {m})"
+            host[masks + " bool"] = P * n * s * m
+            device[masks + " on the device"] = P * n * s * m
+        return Zshape, host, device
+    if kind == "fno":
+        return ((1, s, d * c) if activation == "circulant" else (s // 2 + 1, d, c)), host, device
+    return None
+
+
+def _check_memory(kind, X, Y, activation, gates, n_gates, loss, method, options, dtype, dev):
+    """Refuse sizes whose arrays cannot fit in memory, before allocating any of them: a lower
+    bound from the data, the gates, patterns or masks, and the lifted Z (FISTA holds at least
+    five copies of it: iterate, extrapolation, gradient, step and prox) or the factors
+    (Burer-Monteiro: factors, gradients and Adam's two moments).  Host arrays are held against
+    the machine's memory, device arrays against the GPU's (on a CPU, all against the first)."""
+    item = torch.empty((), dtype=dtype).element_size()
+    sizes = _lifted_shape(kind, X, Y, activation, gates, n_gates, loss, item)
+    if sizes is None:
+        return
+    (P, p, q), host, device = sizes
+    zitem = item * (2 if activation == "spectral" else 1)  # complex Z for the spectral FNO head
+    if method == "fista":
+        device[f"lifted Z (P, p, q) = ({P}, {p}, {q}), 5 copies"] = 5 * P * p * q * zitem
+    else:
+        r = options.get("rank") or min(p, q, 64)
+        device[f"factors (P, p + q, rank) = ({P}, {p + q}, {r}), 4 copies"] = 4 * P * (p + q) * r * zitem
+    hint = ("use fewer gates (n_gates), fewer samples or tokens, or reduced features"
+            + ("" if method == "burer_monteiro" else ", or method='burer_monteiro' (factors, not Z)"))
+    where = f"fit_head(kind={kind!r}, n_gates={n_gates!r}, method={method!r})"
+    if dev.type == "cuda":
+        check_fits_in_memory(where + " on the host", host, total_memory(), hint)
+        check_fits_in_memory(where + f" on {dev}", device, total_memory(dev), hint)
+    else:
+        check_fits_in_memory(where, {**host, **device}, total_memory(), hint)
+
+
 def fit_head(kind: str, X, Y, beta, method: str = "fista", device=None, activation: str | None = None,
              gates=None, n_gates=None, seed: int = 0, loss: str = "squared", **options) -> HeadFit:
     """Solve the convex program of a head with torch, on CPU or CUDA, with a float64 certificate.
@@ -152,15 +226,26 @@ def fit_head(kind: str, X, Y, beta, method: str = "fista", device=None, activati
     if method == "fista" and dtype == torch.bfloat16:
         raise ValueError("dtype='bfloat16' is for method='burer_monteiro' (FISTA needs SVDs, which "
                          "torch has in float32/float64 only); use dtype='float32' with FISTA")
+    for name in ("tol", "power_tol"):
+        if name in options:
+            nonnegative_scalar(name, options[name])
+    for name in ("L0", "lr", "init_scale"):
+        if name in options:
+            positive_scalar(name, options[name])
+    if "shrink" in options:  # L_k *= shrink each iteration: 1 keeps plain backtracking
+        in_interval("shrink", options["shrink"], 0.0, 1.0, closed_high=True)
     cls = HEADS[kind]
     activation = cls.DEFAULT_ACTIVATION if activation is None else activation
+    _check_memory(kind, X, Y, activation, gates, n_gates, loss, method, options, dtype, dev)
     head = cls.build(X, Y, activation, gates, n_gates, seed, loss, dev, dtype)
     head64 = head if dtype == torch.float64 else head.with_dtype(torch.float64)
     if method == "burer_monteiro":
         options.setdefault("seed", seed)
-    for name in ("max_iter", "epochs", "rank", "check_every", "batch_size"):
+    for name in ("max_iter", "epochs", "rank", "check_every", "batch_size", "polish_iter",
+                 "eval_batch_size", "power_iter", "block", "explicit_limit"):
         if options.get(name) is not None:
-            positive_int(name, options[name], minimum=0 if name == "epochs" else 1)
+            positive_int(name, options[name], minimum=0 if name in ("epochs", "polish_iter",
+                                                                    "explicit_limit") else 1)
     work = int(np.prod(head.shape)) * head.n
     with cpu_threads_for(work, dev):
         out = fn(head, beta, head64=head64, **options)
