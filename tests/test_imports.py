@@ -70,10 +70,6 @@ def test_cifar_help_loads_no_solver_heads_widgets_or_cvxpy():
                 "cvxattn_lib.nonconvex", "cvxattn_lib.cifar.explore"} & set(got["ours"]), got["ours"]
 
 
-@pytest.mark.xfail(strict=True, reason="cvxattn_lib/cifar/cli.py (another branch's file) imports "
-                   ".backbone/.cache/.data, hence torch, at module level (and main() .heads before "
-                   "parsing), and its description is reStructuredText; remove this marker once "
-                   "cli.py imports them lazily")
 def test_cifar_help_loads_no_torch_and_reads_as_plain_text():
     got = loaded_after(HELP)
     assert "torch" not in got["heavy"], "--help imported torch"

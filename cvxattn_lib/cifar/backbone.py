@@ -24,8 +24,8 @@ import torch
 import torch.nn.functional as F
 
 from ..validation import seed_value
+from .names import DEFAULT_BACKBONE
 
-DEFAULT_BACKBONE = "gmlp_s16_224"
 
 
 class PretrainedUnavailableWarning(UserWarning):

@@ -54,7 +54,8 @@ from tqdm.auto import tqdm
 
 from ..validation import choice, positive_int
 from .backbone import Backbone, run_with_backoff
-from .data import SOURCE_REAL, CifarSplit
+from .data import CifarSplit
+from .names import REDUCTIONS, SOURCE_REAL
 
 BLOCK = 64 << 20  # bytes per checksummed block
 
@@ -441,7 +442,6 @@ def remove_cache(path) -> None:
     shutil.rmtree(Path(path), ignore_errors=True)
 
 
-REDUCTIONS = ("none", "pca", "pool")
 
 
 def _join(before: str, step: str) -> str:

@@ -27,11 +27,14 @@ import math
 import sys
 from pathlib import Path
 
-from .backbone import DEFAULT_BACKBONE
-from .cache import REDUCTIONS, atomic_write_json, jsonable
-from .data import SOURCE_REAL
+from .names import DEFAULT_BACKBONE, REDUCTIONS, SOURCE_REAL  # torch-free: --help stays light
 
 RESULTS_FORMAT = "cvxattn-cifar100-results/1"
+DESCRIPTION = """The CIFAR-100 pipeline from a shell (also installed as cvxattn-cifar):
+  extract  backbone tokens of the train and test splits into the feature cache (resumable)
+  train    heads x betas on the cached features; writes a results JSON under <data root>/results/
+           row by row, resumes a rerun, records a failing head as a failed row and goes on
+  report   the table of a results JSON (the newest one by default)"""
 FAST_SIZES = {"train": 1000, "test": 500}
 
 
@@ -201,7 +204,7 @@ def _data_options(p: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m cvxattn_lib.cifar", description=__doc__.split("\n\n")[0],
+    p = argparse.ArgumentParser(prog="python -m cvxattn_lib.cifar", description=DESCRIPTION,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = p.add_subparsers(dest="command", required=True)
     ex = sub.add_parser("extract", help="backbone features of train and test into the cache")
@@ -341,6 +344,8 @@ def run_config(heads, betas, epochs: int, batch_size: int, lr: float, seed: int,
                test_cache: str | None = None) -> dict:
     """What decides the rows of a results file (a rerun resumes only when this is equal): the grid,
     the training options, the feature reduction and the two caches (backbone, data, sizes)."""
+    from .cache import jsonable
+
     return jsonable({"heads": list(heads), "betas": [float(b) for b in betas], "epochs": epochs,
                      "batch_size": batch_size, "lr": float(lr), "seed": seed, "reduce_dim": reduce_dim,
                      "reduce_method": reduce_method if reduce_dim is not None else None,
@@ -442,6 +447,8 @@ def run_heads(prepared: dict, heads="available", betas=(1e-2,), device=None, epo
 def save_results(results: dict, path) -> Path:
     """Write a results dict as JSON, atomically (a unique temporary file in the same folder, then
     ``os.replace``); non-finite numbers are written as strings, never as invalid JSON."""
+    from .cache import atomic_write_json
+
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_json(path, results)
@@ -670,14 +677,14 @@ def report(args) -> str:
 def main(argv=None) -> int:
     """Entry point; returns the exit status: 0 done, 1 done but some rows failed (they are in the
     results file), 2 with a one-line message on bad input (argparse's own errors included)."""
-    from .cache import CacheCorruptError, CacheLockedError
-    from .data import CifarDataError
-    from .heads import HeadUnavailableError
-
     try:
         args = build_parser().parse_args(argv)
     except SystemExit as exc:  # --help (0) or a bad option (2): argparse printed the message
         return int(exc.code or 0)
+    from .cache import CacheCorruptError, CacheLockedError  # after parsing: --help loads no torch
+    from .data import CifarDataError
+    from .heads import HeadUnavailableError
+
     try:
         if args.command == "train":
             out = train(args)

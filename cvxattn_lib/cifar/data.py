@@ -32,13 +32,12 @@ import numpy as np
 import torch
 
 from ..validation import choice, positive_int, seed_value
+from .names import SOURCE_REAL, SOURCE_STANDIN
 
 FOLDER = "cifar-100-python"
 SPLITS = ("train", "test")
 N_CLASSES = 100
 N_COARSE = 20
-SOURCE_REAL = "cifar100"
-SOURCE_STANDIN = "synthetic stand-in"
 
 #: the one registry of what is downloaded: url and md5 of the archive
 CIFAR100_ARCHIVE = {"url": "https://www.cs.toronto.edu/~kriz/cifar-100-python.tar.gz",
