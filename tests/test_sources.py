@@ -193,6 +193,10 @@ def test_bad_data_and_backbone_options_fail_before_work(tmp_path, capsys):
     assert "does not exist" in capsys.readouterr().err
     assert main(["extract", "--data-root", str(tmp_path), "--image-size", "32"]) == 2
     assert "imagefolder" in capsys.readouterr().err
+    (tmp_path / "imgs").mkdir()
+    assert main(["extract", "--data-root", str(tmp_path), "--data", f"imagefolder:{tmp_path / 'imgs'}",
+                 "--manifest", str(tmp_path / "m.json")]) == 2
+    assert "--manifest" in capsys.readouterr().err
 
 
 def test_convex_head_built_for_the_data_sets_class_count():

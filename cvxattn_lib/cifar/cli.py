@@ -543,6 +543,9 @@ def _check_args(args) -> None:
         from .sources import dataset_name
 
         dataset_name(check_data(args.data)[1], args.data_name)
+        if args.manifest is not None:
+            raise ValueError("--manifest (md5s of CIFAR-100's files) is for --data cifar100; an image "
+                             "folder's images are hashed into its cache key instead")
     elif args.data_name is not None or args.image_size is not None:
         raise ValueError("--data-name and --image-size are for --data imagefolder:PATH")
     if args.manifest is not None:

@@ -16,7 +16,8 @@ RESNET_STAGES = ("layer1", "layer2", "layer3")
 DATA_HELP = ("cifar100 (default; a labelled synthetic stand-in when the files are missing) or "
              "imagefolder:PATH, a folder in torchvision's ImageFolder layout PATH/train/<class>/*.png|jpg "
              "and PATH/test/<class>/*.png|jpg (class names = the train folder's subfolders, sorted; "
-             "the data set is named after PATH's last part unless --data-name is given)")
+             "the data set is named after PATH's last part unless --data-name is given; images are taken "
+             "class by class in turn, so --subset keeps every class)")
 BACKBONE_HELP = ("a timm model that yields tokens (default {default}; e.g. vit_small_patch16_224), or a "
                  "CIFAR ResNet of this library: ARCH[:WEIGHTS][:STAGE] with ARCH one of "
                  + ", ".join(RESNET_BLOCKS) + ", WEIGHTS a .safetensors (or tensors-only torch) file "
