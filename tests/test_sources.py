@@ -118,9 +118,16 @@ def test_weights_round_trip_through_safetensors_and_a_dataparallel_checkpoint(tm
     ckpt = tmp_path / "resnet20.th"  # as the public checkpoints are saved: DataParallel + state_dict
     torch.save({"epoch": 1, "best_prec1": 0.5,
                 "state_dict": {f"module.{k}": v for k, v in model.state_dict().items()}}, ckpt)
-    back2, _ = rmod.build_resnet("resnet20", ckpt)
-    for k, v in model.state_dict().items():
-        assert torch.equal(back2.state_dict()[k], v), k
+    torch.save({"state_dict": {f"module.{k}": v for k, v in model.state_dict().items()}},
+               tmp_path / "legacy.th", _use_new_zipfile_serialization=False)  # the pre-1.6 format
+    for name in ("resnet20.th", "legacy.th"):
+        back2, _ = rmod.build_resnet("resnet20", tmp_path / name)
+        for k, v in model.state_dict().items():
+            assert torch.equal(back2.state_dict()[k], v), (name, k)
+    # a pickle that asks for anything beyond tensors and plain containers is refused, not run
+    torch.save({"state_dict": model.state_dict(), "x": np.float64(1.0)}, tmp_path / "numpy.th")
+    with pytest.raises(ValueError, match="tensors-only torch checkpoint"):
+        rmod.build_resnet("resnet20", tmp_path / "numpy.th")
     with pytest.raises(ValueError, match="do not fit resnet32"):
         rmod.build_resnet("resnet32", path)
 
@@ -211,3 +218,15 @@ def test_convex_head_built_for_the_data_sets_class_count():
         c = hmod.train_head("mlp_gated_relu", X, y, X[:6], y[:6], 0.5, device="cpu", progress=False,
                             classes=3, solver_options={"n_gates": 2, "tol": 1e-6})
         assert c.classes in (2, 3) and 0 <= c.top1 <= c.top5 <= 1
+
+
+def test_targets_take_the_data_sets_class_count():
+    from cvxattn_lib.validation import targets, token_targets
+
+    y = np.array([0, 1, 1, 0])
+    assert targets(y, 4, "cross_entropy")[1] == 2  # without it: max + 1
+    Y, c = targets(y, 4, "cross_entropy", classes=3)
+    assert c == 3 and Y.tolist() == [0, 1, 1, 0]
+    assert token_targets(y, 4, 5, "cross_entropy", classes=10)[1] == 10
+    with pytest.raises(ValueError, match="classes=2"):
+        targets(np.array([0, 2]), 2, "cross_entropy", classes=2)
