@@ -230,3 +230,36 @@ def test_targets_take_the_data_sets_class_count():
     assert token_targets(y, 4, 5, "cross_entropy", classes=10)[1] == 10
     with pytest.raises(ValueError, match="classes=2"):
         targets(np.array([0, 2]), 2, "cross_entropy", classes=2)
+
+
+@pytest.mark.slow
+def test_notebook_path_on_an_image_folder_and_a_resnet_stage(tmp_path, folder, weights):
+    """What notebook 05 calls (prepare_features, small_features, sweep, tables, token-group plots)
+    on an image folder and ResNet-20's layer2: 16 x 16 tokens drawn over the 32 x 32 image."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from cvxattn_lib.cifar import explore
+    from cvxattn_lib.cifar.cli import prepare_features
+
+    _, path = weights
+    prepared = prepare_features(tmp_path, f"resnet20:{path}:layer2", device="cpu", n_train=12, n_test=6,
+                                batch_size=6, progress=False, verbose=False, data=f"imagefolder:{folder}")
+    assert prepared["dataset"] == "tinyset" and prepared["classes"] == 3
+    assert prepared["caches"]["train"].features.shape == (12, 256, 32)
+    feats = explore.small_features(prepared, dim=4, tokens=16, device="cpu")
+    assert feats["train"].shape == (12, 16, 4) and feats["test_grid"].shape == (6, 256, 4)
+    results, models = explore.sweep(prepared, feats, ["linear", "attention_softmax"], [0.1], device="cpu",
+                                    progress=False, verbose=False, epochs=2, batch_size=6)
+    assert results["data"]["classes"] == 3 and all(r["classes"] == 3 for r in results["rows"])
+    assert "tinyset (image folder, 3 classes)" in format_table(results)
+    fig = explore.plot_sweep(results, beta=0.1)
+    assert fig.get_suptitle().startswith("tinyset (image folder, 3 classes), 12 train / 6 test")
+    plt.close(fig)
+    groups = explore.image_groups(explore.group_models(models, 0.1), feats["test_grid"], 0, K=3)
+    assert groups["attention_softmax"].shape == (256,)
+    fig = explore.plot_token_groups(prepared["splits"]["test"].images[0], groups)
+    assert "16x16 grid" in fig.axes[1].get_title()
+    plt.close(fig)
