@@ -130,6 +130,16 @@ def test_weights_round_trip_through_safetensors_and_a_dataparallel_checkpoint(tm
         rmod.build_resnet("resnet20", tmp_path / "numpy.th")
     with pytest.raises(ValueError, match="do not fit resnet32"):
         rmod.build_resnet("resnet32", path)
+    # torch < 0.4.1 checkpoints have no num_batches_tracked; later model files say compressible_conv1
+    old = {f"module.{k}".replace("conv", "compressible_conv").replace("linear", "compressible_linear"): v
+           for k, v in model.state_dict().items() if not k.endswith("num_batches_tracked")}
+    torch.save({"state_dict": old}, tmp_path / "old.th")
+    back4, _ = rmod.build_resnet("resnet20", tmp_path / "old.th")
+    for k, v in model.state_dict().items():
+        assert torch.equal(back4.state_dict()[k], v if "num_batches" not in k else torch.tensor(0)), k
+    sha = rmod.convert_to_safetensors(ckpt, tmp_path / "converted.safetensors", "resnet20")
+    back3, sha3 = rmod.build_resnet("resnet20", tmp_path / "converted.safetensors")
+    assert sha3 == sha and all(torch.equal(back3.state_dict()[k], v) for k, v in model.state_dict().items())
 
 
 @pytest.mark.parametrize("stage,shape", [("layer1", (16, 32, 32)), ("layer2", (32, 16, 16)),

@@ -105,9 +105,14 @@ def resnet(arch: str = "resnet20", num_classes: int = 10) -> CifarResNet:
     return CifarResNet(RESNET_BLOCKS[arch], num_classes)
 
 
+_RENAMED = (("compressible_conv", "conv"), ("compressible_linear", "linear"))
+
+
 def unwrap_state_dict(obj) -> dict:
     """A plain ``{name: tensor}`` from a checkpoint: the dict under ``state_dict`` (or ``model``) if
-    there is one, with a leading ``module.`` (``DataParallel``) stripped from every key."""
+    there is one, with a leading ``module.`` (``DataParallel``) stripped from every key and the
+    ``compressible_conv1`` / ``compressible_linear`` names of later versions of that repository's
+    model file read as ``conv1`` / ``linear``."""
     if isinstance(obj, dict) and "state_dict" in obj and isinstance(obj["state_dict"], dict):
         obj = obj["state_dict"]
     elif isinstance(obj, dict) and "model" in obj and isinstance(obj["model"], dict):
@@ -115,7 +120,13 @@ def unwrap_state_dict(obj) -> dict:
     if not isinstance(obj, dict) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
         raise ValueError("the weights file does not hold a state dict of tensors (nor one under "
                          "'state_dict')")
-    return {(k[len("module."):] if k.startswith("module.") else k): v for k, v in obj.items()}
+    out = {}
+    for k, v in obj.items():
+        k = k[len("module."):] if k.startswith("module.") else k
+        for old, new in _RENAMED:
+            k = k.replace(old, new)
+        out[k] = v
+    return out
 
 
 def load_resnet_weights(path) -> dict:
@@ -142,6 +153,17 @@ def save_resnet_weights(model: nn.Module, path) -> Path:
     path = Path(path)
     save_file({k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}, str(path))
     return path
+
+
+def convert_to_safetensors(src, dst, arch: str = "resnet20") -> str:
+    """Convert a CIFAR ResNet checkpoint (e.g. one of ``akamaster/pytorch_resnet_cifar10``'s
+    ``pretrained_models/resnetNN-*.th``, read with ``torch.load(weights_only=True)``) to a
+    safetensors file ``dst`` with our key names (``module.`` stripped); the weights must fit ``arch``
+    exactly (:func:`build_resnet`; BatchNorm's ``num_batches_tracked``, which checkpoints of
+    torch < 0.4.1 lack, is set to 0).  Returns the sha256 of ``dst`` (record it beside the file)."""
+    model, _ = build_resnet(arch, src)
+    save_resnet_weights(model, dst)
+    return file_sha256(dst)
 
 
 def file_sha256(path, chunk: int = 1 << 20) -> str:
@@ -172,6 +194,10 @@ def build_resnet(arch: str, weights=None, seed: int = 0):
     classes = state.get("linear.weight", torch.zeros(10, 64)).shape[0]
     model = resnet(arch, num_classes=classes)
     want, got = set(model.state_dict()), set(state)
+    for key in want - got:  # checkpoints of torch < 0.4.1 lack BatchNorm's counter (unused in eval)
+        if key.endswith(".num_batches_tracked"):
+            state[key] = torch.zeros((), dtype=torch.long)
+    got = set(state)
     if want != got:
         missing, extra = sorted(want - got), sorted(got - want)
         raise ValueError(f"backbone weights {weights} do not fit {arch}: missing keys {missing[:5]}"
