@@ -37,7 +37,8 @@ from .names import (BACKBONE_HELP, DATA_CIFAR100, DATA_HELP, DEFAULT_BACKBONE, I
                     REDUCTIONS, SOURCE_REAL)  # --help stays light
 
 RESULTS_FORMAT = "cvxattn-cifar100-results/1"
-DESCRIPTION = """The CIFAR-100 pipeline from a shell (also installed as cvxattn-cifar):
+DESCRIPTION = """The CIFAR-100 pipeline from a shell (also installed as cvxattn-cifar); other image sets
+(--data imagefolder:PATH) and CIFAR ResNet stages (--backbone resnet20:WEIGHTS:layer2) go through it too:
   extract  backbone tokens of the train and test splits into the feature cache (resumable)
   train    heads x betas on the cached features; writes a results JSON under <data root>/results/
            row by row, resumes a rerun, records a failing head as a failed row and goes on
