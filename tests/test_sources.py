@@ -273,3 +273,29 @@ def test_notebook_path_on_an_image_folder_and_a_resnet_stage(tmp_path, folder, w
     fig = explore.plot_token_groups(prepared["splits"]["test"].images[0], groups)
     assert "16x16 grid" in fig.axes[1].get_title()
     plt.close(fig)
+
+
+def test_any_local_module_with_a_feature_map_is_a_backbone(tmp_path, folder):
+    """A TokenGridBackbone around a random conv (stride 4: 8 x 8 positions of 5 channels) goes
+    through the cache and the heads; its tokens are its map reshaped; other weights, other cache."""
+    from cvxattn_lib.cifar.cli import prepare_features, run_heads
+    from cvxattn_lib.cifar.grid import TokenGridBackbone
+
+    torch.manual_seed(0)
+    conv = torch.nn.Sequential(torch.nn.Conv2d(3, 5, 4, stride=4), torch.nn.ReLU())
+    bb = TokenGridBackbone(conv, "tinyconv", input_size=32, device="cpu")
+    x = torch.from_numpy(load_image_folder(folder, "test").images[:2])
+    fmap = bb.feature_map(x)
+    assert fmap.shape == (2, 5, 8, 8) and bb.token_shape() == (64, 5)
+    assert torch.equal(bb.tokens(x), fmap.permute(0, 2, 3, 1).reshape(2, 64, 5))
+    prepared = prepare_features(tmp_path, bb, n_train=9, n_test=6, batch_size=4, progress=False,
+                                verbose=False, data=f"imagefolder:{folder}")
+    assert prepared["caches"]["train"].features.shape == (9, 64, 5)
+    res = run_heads(prepared, ["linear"], [0.5], device="cpu", progress=False, verbose=False)
+    assert res["data"]["classes"] == 3 and res["rows"][0]["classes"] == 3 and res["rows"][0]["params"] == 15
+    with torch.no_grad():
+        conv[0].bias.add_(1.0)
+    other = TokenGridBackbone(conv, "tinyconv", input_size=32, device="cpu")
+    assert other.transform != bb.transform
+    with pytest.raises(TypeError, match="lacks"):
+        prepare_features(tmp_path, object(), data=f"imagefolder:{folder}", verbose=False)

@@ -25,9 +25,10 @@ _WHERE = {
     "heads": ("HEADS", "HeadResult", "HeadUnavailableError", "available_heads", "train_head"),
     "resnet": ("CifarResNet", "ResNetBackbone", "load_resnet_weights", "save_resnet_weights"),
     "sources": ("load_image_folder",),
+    "grid": ("TokenGridBackbone",),
 }
 _ATTRIBUTES = {name: module for module, names in _WHERE.items() for name in names}
-_SUBMODULES = ("backbone", "cache", "cli", "data", "explore", "heads", "resnet", "sources")
+_SUBMODULES = ("backbone", "cache", "cli", "data", "explore", "grid", "heads", "resnet", "sources")
 
 __all__ = ["explore", *_ATTRIBUTES]
 

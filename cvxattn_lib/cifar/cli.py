@@ -290,8 +290,11 @@ def prepare_features(root=None, backbone: str = DEFAULT_BACKBONE, pretrained: bo
 
     ``data``: ``'cifar100'`` or ``'imagefolder:PATH'`` (:mod:`~cvxattn_lib.cifar.sources`, named
     ``data_name`` or after the folder, resized to ``image_size`` when given); ``backbone``: a timm
-    name or a CIFAR ResNet spec ``ARCH[:WEIGHTS][:STAGE]`` (:mod:`~cvxattn_lib.cifar.resnet`; with
-    ``pretrained=False`` its weights file is ignored and the weights are random).
+    name, a CIFAR ResNet spec ``ARCH[:WEIGHTS][:STAGE]`` (:mod:`~cvxattn_lib.cifar.resnet`; with
+    ``pretrained=False`` its weights file is ignored and the weights are random), or a backbone
+    object such as a :class:`~cvxattn_lib.cifar.grid.TokenGridBackbone` around any local module
+    whose output is a feature map (used as it is: ``pretrained``, ``device`` and ``seed`` do not
+    apply to it).
     Returns ``{"root", "backbone", "caches": {"train": FeatureCache, "test": ...}, "source",
     "dataset", "classes", "class_names", "splits"}`` (``splits``: the images, :class:`CifarSplit`
     per split; ``classes``: the data set's class count, which every head is built for); the first
@@ -303,7 +306,15 @@ def prepare_features(root=None, backbone: str = DEFAULT_BACKBONE, pretrained: bo
     from .names import is_resnet, parse_backbone
 
     root = Path(root) if root is not None else data_root()
-    check_backbone(backbone)
+    if isinstance(backbone, str):
+        check_backbone(backbone)
+    else:
+        missing = [a for a in ("name", "pretrained", "transform", "device", "tokens", "token_shape")
+                   if not hasattr(backbone, a)]
+        if missing:
+            raise TypeError(f"backbone must be a name, a CIFAR ResNet spec or a backbone object with name, "
+                            f"pretrained, transform, device, tokens and token_shape (e.g. a "
+                            f"TokenGridBackbone); {type(backbone).__name__} lacks {', '.join(missing)}")
     kind, folder = check_data(data)
     sizes = {"train": n_train, "test": n_test}
     splits = {}
@@ -316,7 +327,9 @@ def prepare_features(root=None, backbone: str = DEFAULT_BACKBONE, pretrained: bo
         data_split = load_cifar100(split, root, download_missing=download, manifest=manifest,
                                    standin=standin, standin_size=sizes[split], seed=seed, verbose=verbose)
         splits[split] = data_split.subset(sizes[split])
-    if is_resnet(backbone):
+    if not isinstance(backbone, str):
+        bb = backbone
+    elif is_resnet(backbone):
         from .resnet import ResNetBackbone
 
         arch, _, stage = parse_backbone(backbone)

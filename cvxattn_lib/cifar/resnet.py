@@ -34,6 +34,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..validation import choice, positive_int, seed_value
+from .grid import TokenGridBackbone
 from .names import RESNET_BLOCKS, RESNET_STAGES, parse_backbone
 
 #: stage -> (channels, spatial size on a 32 x 32 input)
@@ -210,60 +211,39 @@ def build_resnet(arch: str, weights=None, seed: int = 0):
     return model.eval(), file_sha256(weights)
 
 
-class ResNetBackbone(nn.Module):
+class ResNetBackbone(TokenGridBackbone):
     """A frozen CIFAR ResNet that returns the tokens of one stage: uint8 images (B, 3, H, W) ->
     float32 (B, H' W', C).  Images are scaled to [0, 1], resized (bilinear) to 32 x 32 if they are
-    not, normalised with :data:`MEAN`, :data:`STD`.  ``name`` is the command line's spec, e.g.
+    not, normalised with :data:`MEAN`, :data:`STD` (a :class:`~cvxattn_lib.cifar.grid.TokenGridBackbone`
+    whose module is the ResNet up to the stage).  ``spec`` is the command line's, e.g.
     ``resnet20:weights.safetensors:layer2`` (see :func:`cvxattn_lib.cifar.names.parse_backbone`)."""
 
-    input_size = (32, 32)
-    num_prefix_tokens = 0
-
     def __init__(self, spec: str = "resnet20", device=None, seed: int = 0):
-        from ..runtime import device as pick_device
-
-        super().__init__()
         arch, weights, stage = parse_backbone(spec)
-        self.arch, self.stage, self.seed = arch, stage, seed_value("seed", seed)
-        self.model, self.weights_sha256 = build_resnet(arch, weights, self.seed)
-        self.model.requires_grad_(False)
-        self.pretrained = self.weights_sha256 is not None
-        self.weights_path = None if weights is None else str(weights)
+        seed = seed_value("seed", seed)
+        model, sha = build_resnet(arch, weights, seed)
         # the cache key and table name: architecture, stage and which weights (not the path)
-        tag = self.weights_sha256[:12] if self.pretrained else f"random{self.seed}"
-        self.name = f"{arch}-{stage}-{tag}"
-        self.register_buffer("mean", torch.tensor(MEAN).view(1, 3, 1, 1))
-        self.register_buffer("std", torch.tensor(STD).view(1, 3, 1, 1))
-        self.device = pick_device(device) if not isinstance(device, torch.device) else device
-        self.to(self.device)
-        self.train(False)
+        tag = sha[:12] if sha is not None else f"random{seed}"
+        super().__init__(model, f"{arch}-{stage}-{tag}", (32, 32), MEAN, STD, pretrained=sha is not None,
+                         device=device)
+        self.arch, self.stage, self.seed = arch, stage, seed
+        self.file_sha256 = sha
+        self.weights_path = None if weights is None else str(weights)
 
-    def train(self, mode: bool = True):
-        """Always eval: BatchNorm uses its running statistics."""
-        return super().train(False)
+    @property
+    def model(self) -> CifarResNet:
+        return self.module
 
     @property
     def transform(self) -> str:
         mean = ",".join(f"{v:.4g}" for v in MEAN)
         std = ",".join(f"{v:.4g}" for v in STD)
-        weights = f"-weights-sha256-{self.weights_sha256}" if self.pretrained else \
+        weights = f"-weights-sha256-{self.file_sha256}" if self.pretrained else \
             f"-random-init-seed{self.seed}"
         return f"u8-bilinear32x32-mean{mean}-std{std}-{self.arch}-{self.stage}{weights}"
 
-    def feature_map(self, x: torch.Tensor) -> torch.Tensor:
-        """uint8 (B, 3, H, W) -> the stage's feature map (B, C, H', W') in float32."""
-        x = x.to(self.device).float().div_(255.0)
-        if tuple(x.shape[-2:]) != self.input_size:
-            x = F.interpolate(x, size=self.input_size, mode="bilinear", align_corners=False)
-        with torch.no_grad():
-            return self.model.stage((x - self.mean) / self.std, self.stage).float()
-
-    def tokens(self, x: torch.Tensor) -> torch.Tensor:
-        """uint8 (B, 3, H, W) -> tokens (B, H' W', C): position ``h W' + w`` holds ``fmap[:, :, h, w]``."""
-        return self.feature_map(x).flatten(2).transpose(1, 2).contiguous()
-
-    def forward(self, x):
-        return self.tokens(x)
+    def _features(self, x: torch.Tensor) -> torch.Tensor:
+        return self.module.stage(x, self.stage)
 
     def token_shape(self) -> tuple[int, int]:
         channels, side = STAGE_SHAPES[self.stage]
