@@ -24,7 +24,7 @@ _WHERE = {
              "DataUnavailableWarning", "load_cifar100", "synthetic_cifar100", "write_cifar_folder"),
     "heads": ("HEADS", "HeadResult", "HeadUnavailableError", "available_heads", "train_head"),
     "resnet": ("CifarResNet", "ResNetBackbone", "load_resnet_weights", "save_resnet_weights"),
-    "sources": ("load_image_folder",),
+    "sources": ("load_image_folder", "write_image_folder"),
     "grid": ("TokenGridBackbone",),
 }
 _ATTRIBUTES = {name: module for module, names in _WHERE.items() for name in names}

@@ -134,3 +134,26 @@ def load_image_folder(root, split: str = "train", n: int | None = None, image_si
     labels = np.array([label for _, label in items], dtype=np.int64)
     return CifarSplit(np.stack(images), labels, labels.copy(), classes, split, IMAGEFOLDER,
                       dataset=dataset, fingerprint=h.hexdigest())
+
+
+def write_image_folder(root, splits: dict, fmt: str = "png") -> Path:
+    """Write ``splits`` ({'train': CifarSplit, 'test': CifarSplit}) in the ImageFolder layout read by
+    :func:`load_image_folder`: ``root/<split>/<class name>/<index>.<fmt>`` (``fmt`` ``'png'``:
+    lossless, so reading back gives the same pixels; or ``'jpg'``).  Every class of ``class_names``
+    gets a folder in ``train``.  Returns ``root``."""
+    from PIL import Image
+
+    fmt = choice("fmt", fmt, ("png", "jpg"))
+    root = Path(root)
+    for split, data in splits.items():
+        choice("split", split, SPLITS)
+        names = [str(c) for c in data.class_names]
+        bad = [c for c in names if not c or "/" in c or "\\" in c or c in (".", "..")]
+        if bad:
+            raise ValueError(f"class names {bad[:3]} cannot be folder names")
+        for c in names if split == "train" else sorted({names[k] for k in data.labels}):
+            (root / split / c).mkdir(parents=True, exist_ok=True)
+        for i, (img, k) in enumerate(zip(data.images, data.labels)):
+            Image.fromarray(np.ascontiguousarray(np.asarray(img, dtype=np.uint8).transpose(1, 2, 0))).save(
+                root / split / names[k] / f"{i:06d}.{fmt}")
+    return root
