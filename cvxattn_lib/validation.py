@@ -79,11 +79,13 @@ def choice(name: str, value, options) -> str:
     return value
 
 
-def targets(Y, n: int, loss: str, name: str = "Y") -> tuple[np.ndarray, int]:
+def targets(Y, n: int, loss: str, name: str = "Y", classes: int | None = None) -> tuple[np.ndarray, int]:
     """Check targets for ``loss`` and return ``(Y, c)``.
 
     squared: ``Y`` of shape (n, c) or (n,) (taken as c = 1), float.
-    cross_entropy: integer labels of shape (n,) in ``0..c-1``; returned as int64 with c = max + 1.
+    cross_entropy: integer labels of shape (n,) in ``0..c-1``; returned as int64 with c = ``classes``
+    when given (the data set's class count: labels must lie below it, and classes absent from
+    ``Y`` still get an output), else c = max + 1.
     """
     choice("loss", loss, LOSSES)
     if loss == "squared":
@@ -110,17 +112,22 @@ def targets(Y, n: int, loss: str, name: str = "Y") -> tuple[np.ndarray, int]:
         arr = arr.astype(np.int64)
     if arr.min() < 0:
         raise ValueError(f"{name} labels must be >= 0, got minimum {arr.min()}")
+    if classes is not None:
+        classes = positive_int("classes", classes)
+        if arr.max() >= classes:
+            raise ValueError(f"{name} labels must be < classes={classes}, got maximum {arr.max()}")
+        return arr.astype(np.int64), classes
     return arr.astype(np.int64), int(arr.max()) + 1
 
 
-def token_targets(Y, n: int, s: int, loss: str) -> tuple[np.ndarray, int]:
+def token_targets(Y, n: int, s: int, loss: str, classes: int | None = None) -> tuple[np.ndarray, int]:
     """Check targets of a token-mixing layer and return ``(Y, c)``.
 
     squared: token targets (n, s, c), or (n, s) taken as c = 1; cross_entropy: integer labels (n,)
-    (see :func:`targets`), the layer's outputs being mean-pooled over tokens.
+    (see :func:`targets`, also for ``classes``), the layer's outputs being mean-pooled over tokens.
     """
     if choice("loss", loss, LOSSES) == "cross_entropy":
-        return targets(Y, n, loss)
+        return targets(Y, n, loss, classes=classes)
     Y = as_float_array("Y", Y, (2, 3))
     Y = Y[:, :, None] if Y.ndim == 2 else Y
     if Y.shape[:2] != (n, s):

@@ -1,4 +1,7 @@
-"""CIFAR-100 with frozen backbones: data, token features, a crash-safe feature cache, heads, CLI.
+"""CIFAR-100 (or any image folder) with frozen backbones: data, token features, a crash-safe feature
+cache, heads, CLI.  Sources: CIFAR-100 (:mod:`.data`) and torchvision-layout image folders
+(:mod:`.sources`); backbones: timm models (:mod:`.backbone`) and this library's CIFAR ResNets, one
+stage's H x W positions as tokens (:mod:`.resnet`).
 
 ``python -m cvxattn_lib.cifar extract | train | report`` runs the pipeline from a shell; the
 notebook calls the same functions.  Needs the ``cifar`` extra (timm, torchvision).  The names
@@ -20,9 +23,12 @@ _WHERE = {
     "data": ("CIFAR100_ARCHIVE", "CIFAR100_MD5", "CifarDataError", "CifarDataset", "CifarSplit",
              "DataUnavailableWarning", "load_cifar100", "synthetic_cifar100", "write_cifar_folder"),
     "heads": ("HEADS", "HeadResult", "HeadUnavailableError", "available_heads", "train_head"),
+    "resnet": ("CifarResNet", "ResNetBackbone", "load_resnet_weights", "save_resnet_weights"),
+    "sources": ("load_image_folder", "write_image_folder"),
+    "grid": ("TokenGridBackbone",),
 }
 _ATTRIBUTES = {name: module for module, names in _WHERE.items() for name in names}
-_SUBMODULES = ("backbone", "cache", "cli", "data", "explore", "heads")
+_SUBMODULES = ("backbone", "cache", "cli", "data", "explore", "grid", "heads", "resnet", "sources")
 
 __all__ = ["explore", *_ATTRIBUTES]
 

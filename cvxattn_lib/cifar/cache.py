@@ -1,6 +1,7 @@
 r"""Feature cache: backbone tokens stored once as fp16 ``.npy`` files, memory-mapped by the heads.
 
-Layout under the data root: ``cache/cifar100/<key>/`` with
+Layout under the data root: ``cache/cifar100/<key>/`` (an image folder's caches: ``cache/<its
+name>/<key>/``) with
 
 * ``features.npy`` fp16 (N, s, d) -- a plain NumPy array file,
   ``numpy.load(path, mmap_mode='r', allow_pickle=False)`` reads it without pickle (so does
@@ -12,7 +13,11 @@ Layout under the data root: ``cache/cifar100/<key>/`` with
   about a second on 16 cores).
 
 The key names the backbone, whether its weights were pretrained, the split, the image transform, the
-data source, the number of images and the library version, plus a short hash of all of them.
+data source, the number of images and the library version, plus a short hash of all of them; for an
+image folder (:mod:`cvxattn_lib.cifar.sources`) also the data set's name, its number of classes and a
+hash of the images used.  The backbone is a :class:`~cvxattn_lib.cifar.backbone.Backbone` or a
+:class:`~cvxattn_lib.cifar.resnet.ResNetBackbone` (anything with ``name``, ``pretrained``,
+``transform``, ``tokens`` and ``token_shape``).
 
 Writing is crash-safe: features go into ``features.npy.partial`` (pre-allocated with its final
 header) chunk by chunk; after each chunk is flushed, ``progress.json`` (rewritten atomically: temp
@@ -55,7 +60,7 @@ from tqdm.auto import tqdm
 from ..validation import choice, positive_int
 from .backbone import Backbone, run_with_backoff
 from .data import CifarSplit
-from .names import REDUCTIONS, SOURCE_REAL
+from .names import IMAGEFOLDER, REDUCTIONS, SOURCE_REAL
 
 BLOCK = 64 << 20  # bytes per checksummed block
 
@@ -102,15 +107,19 @@ def cache_fields(backbone: Backbone, data: CifarSplit, seed: int = 0) -> dict:
     fields = {"backbone": backbone.name, "pretrained": bool(backbone.pretrained), "split": data.split,
               "transform": backbone.transform, "source": data.source, "n": len(data),
               "version": library_version(), "dtype": np.dtype(DTYPE).name}
-    if data.source != SOURCE_REAL:
+    if data.source == IMAGEFOLDER:  # its name, class count and a hash of the very images used
+        fields.update(dataset=data.dataset, classes=data.n_classes, fingerprint=data.fingerprint)
+    elif data.source != SOURCE_REAL:
         fields["seed"] = int(seed)
     return fields
 
 
 def cache_key(fields: dict) -> str:
-    """``<backbone>-<pretrained|random>-<split>-n<N>-<source>-v<version>-<hash>``."""
+    """``<backbone>-<pretrained|random>-<split>-n<N>-<source>-v<version>-<hash>``; the source is
+    ``real`` (CIFAR-100), ``standin``, or ``<data set name>-c<classes>`` for an image folder."""
     digest = hashlib.sha1(json.dumps(fields, sort_keys=True).encode()).hexdigest()[:10]
-    src = "real" if fields["source"] == SOURCE_REAL else "standin"
+    src = "real" if fields["source"] == SOURCE_REAL else (
+        f"{fields['dataset']}-c{fields['classes']}" if fields["source"] == IMAGEFOLDER else "standin")
     weights = "pretrained" if fields["pretrained"] else "random"
     return (f"{fields['backbone']}-{weights}-{fields['split']}-n{fields['n']}-{src}"
             f"-v{fields['version']}-{digest}")
@@ -301,17 +310,21 @@ def open_cache(path, verify: bool = True) -> FeatureCache:
     return FeatureCache(path, feats, labels, meta)
 
 
-def cache_dir(root=None) -> Path:
+def cache_dir(root=None, dataset: str = "cifar100") -> Path:
+    """``<root>/cache/<dataset>``: CIFAR-100 and its stand-in under ``cache/cifar100``, an image
+    folder's caches under its own name."""
     from ..runtime import data_root
 
-    return (Path(root) if root is not None else data_root()) / CACHE_SUBDIR
+    base = (Path(root) if root is not None else data_root())
+    return base / CACHE_SUBDIR if dataset == "cifar100" else base / "cache" / dataset
 
 
-def find_caches(root=None, **match) -> list[Path]:
-    """Folders of finished caches under ``root`` whose metadata equal every ``match`` field (e.g. backbone,
-    split, source, n); pretrained ones first.  Unreadable ones are skipped (checked when opened)."""
+def find_caches(root=None, dataset: str = "cifar100", **match) -> list[Path]:
+    """Folders of finished caches of ``dataset`` under ``root`` whose metadata equal every ``match``
+    field (e.g. backbone, split, source, n); pretrained ones first.  Unreadable ones are skipped
+    (checked when opened)."""
     out = []
-    base = cache_dir(root)
+    base = cache_dir(root, dataset)
     if not base.is_dir():
         return out
     pretrained = {}
@@ -354,7 +367,7 @@ def extract_features(backbone: Backbone, data: CifarSplit, root=None, batch_size
         raise ValueError(f"lock_timeout must be None (wait) or a number of seconds >= 0, "
                          f"got {lock_timeout!r}")
     fields = cache_fields(backbone, data, seed)
-    path = cache_dir(root) / cache_key(fields)
+    path = cache_dir(root, getattr(data, "dataset", "cifar100")) / cache_key(fields)
     asked_rebuild = rebuild
     if (path / "features.npy").exists() and not rebuild:  # a finished cache (renamed last)
         try:

@@ -15,6 +15,12 @@ Examples::
     python -m cvxattn_lib.cifar train --heads linear,mlp_relu,attention_softmax --betas 1e-3,1e-2,1e-1 \\
         --epochs 20 --reduce-dim 32
     python -m cvxattn_lib.cifar report
+    # any image folder (ImageFolder layout) through a CIFAR ResNet's layer2 (16 x 16 tokens of 32):
+    python -m cvxattn_lib.cifar train --data imagefolder:data/cifar10 \
+        --backbone resnet20:data/resnet20.safetensors:layer2 --heads linear,mlp_relu
+
+The data set's name and class count go into the cache key, the results file (its name and its
+``data``) and the table; every head is built for the data set's class count.
 """
 
 from __future__ import annotations
@@ -27,10 +33,12 @@ import math
 import sys
 from pathlib import Path
 
-from .names import DEFAULT_BACKBONE, REDUCTIONS, SOURCE_REAL  # torch-free: --help stays light
+from .names import (BACKBONE_HELP, DATA_CIFAR100, DATA_HELP, DEFAULT_BACKBONE, IMAGEFOLDER,  # torch-free:
+                    REDUCTIONS, SOURCE_REAL)  # --help stays light
 
 RESULTS_FORMAT = "cvxattn-cifar100-results/1"
-DESCRIPTION = """The CIFAR-100 pipeline from a shell (also installed as cvxattn-cifar):
+DESCRIPTION = """The CIFAR-100 pipeline from a shell (also installed as cvxattn-cifar); other image sets
+(--data imagefolder:PATH) and CIFAR ResNet stages (--backbone resnet20:WEIGHTS:layer2) go through it too:
   extract  backbone tokens of the train and test splits into the feature cache (resumable)
   train    heads x betas on the cached features; writes a results JSON under <data root>/results/
            row by row, resumes a rerun, records a failing head as a failed row and goes on
@@ -173,10 +181,17 @@ def check_solver_options(method: str, options: dict) -> dict:
 def _data_options(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("data and backbone")
     g.add_argument("--data-root", type=Path, default=None,
-                   help="folder with cifar-100-python/ and the cache (default: $CVXATTN_DATA or data/)")
+                   help="folder with cifar-100-python/, the cache and the results (default: $CVXATTN_DATA "
+                        "or data/)")
+    g.add_argument("--data", default=DATA_CIFAR100, help=DATA_HELP)
+    g.add_argument("--data-name", default=None,
+                   help="name of an imagefolder data set in cache keys, results and tables (default: the "
+                        "folder's name)")
+    g.add_argument("--image-size", type=_count, default=None,
+                   help="resize every image of an imagefolder data set to this square size (default: "
+                        "all images must have one size)")
     g.add_argument("--backbone", default=DEFAULT_BACKBONE,
-                   help=f"timm model that yields tokens (default {DEFAULT_BACKBONE}; e.g. "
-                        "vit_small_patch16_224, mixer_b16_224)")
+                   help=BACKBONE_HELP.format(default=DEFAULT_BACKBONE))
     g.add_argument("--no-pretrained", dest="pretrained", action="store_false",
                    help="random backbone weights (default: pretrained, falling back with a warning)")
     g.add_argument("--device", default=None, help="cpu, cuda, cuda:1, ... (default: CUDA when available)")
@@ -269,26 +284,58 @@ def prepare_features(root=None, backbone: str = DEFAULT_BACKBONE, pretrained: bo
                      n_train: int | None = None, n_test: int | None = None, batch_size: int = 256,
                      chunk_size: int | None = None, seed: int = 0, download: bool = True, manifest=None,
                      standin: bool = True, rebuild: bool = False, verify: bool = True,
-                     progress: bool = True, verbose: bool = True) -> dict:
+                     progress: bool = True, verbose: bool = True, data: str = DATA_CIFAR100,
+                     data_name: str | None = None, image_size: int | None = None) -> dict:
     """Data (or its stand-in), backbone and both feature caches (loaded if present, else extracted).
 
-    Returns ``{"root", "backbone", "caches": {"train": FeatureCache, "test": ...}, "source", "splits"}``
-    (``splits``: the images, :class:`CifarSplit` per split); the
-    first ``n_train`` / ``n_test`` images are used (all when None)."""
+    ``data``: ``'cifar100'`` or ``'imagefolder:PATH'`` (:mod:`~cvxattn_lib.cifar.sources`, named
+    ``data_name`` or after the folder, resized to ``image_size`` when given); ``backbone``: a timm
+    name, a CIFAR ResNet spec ``ARCH[:WEIGHTS][:STAGE]`` (:mod:`~cvxattn_lib.cifar.resnet`; with
+    ``pretrained=False`` its weights file is ignored and the weights are random), or a backbone
+    object such as a :class:`~cvxattn_lib.cifar.grid.TokenGridBackbone` around any local module
+    whose output is a feature map (used as it is: ``pretrained``, ``device`` and ``seed`` do not
+    apply to it).
+    Returns ``{"root", "backbone", "caches": {"train": FeatureCache, "test": ...}, "source",
+    "dataset", "classes", "class_names", "splits"}`` (``splits``: the images, :class:`CifarSplit`
+    per split; ``classes``: the data set's class count, which every head is built for); the first
+    ``n_train`` / ``n_test`` images are used (all when None)."""
     from ..runtime import data_root
-    from .backbone import Backbone, check_name
+    from .backbone import Backbone
     from .cache import extract_features
     from .data import load_cifar100
+    from .names import is_resnet, parse_backbone
 
     root = Path(root) if root is not None else data_root()
-    check_name(backbone)
+    if isinstance(backbone, str):
+        check_backbone(backbone)
+    else:
+        missing = [a for a in ("name", "pretrained", "transform", "device", "tokens", "token_shape")
+                   if not hasattr(backbone, a)]
+        if missing:
+            raise TypeError(f"backbone must be a name, a CIFAR ResNet spec or a backbone object with name, "
+                            f"pretrained, transform, device, tokens and token_shape (e.g. a "
+                            f"TokenGridBackbone); {type(backbone).__name__} lacks {', '.join(missing)}")
+    kind, folder = check_data(data)
     sizes = {"train": n_train, "test": n_test}
     splits = {}
     for split in ("train", "test"):
-        data = load_cifar100(split, root, download_missing=download, manifest=manifest, standin=standin,
-                             standin_size=sizes[split], seed=seed, verbose=verbose)
-        splits[split] = data.subset(sizes[split])
-    bb = Backbone(backbone, pretrained=pretrained, device=device, seed=seed)
+        if kind == IMAGEFOLDER:
+            from .sources import load_image_folder
+
+            splits[split] = load_image_folder(folder, split, sizes[split], image_size, data_name)
+            continue
+        data_split = load_cifar100(split, root, download_missing=download, manifest=manifest,
+                                   standin=standin, standin_size=sizes[split], seed=seed, verbose=verbose)
+        splits[split] = data_split.subset(sizes[split])
+    if not isinstance(backbone, str):
+        bb = backbone
+    elif is_resnet(backbone):
+        from .resnet import ResNetBackbone
+
+        arch, _, stage = parse_backbone(backbone)
+        bb = ResNetBackbone(backbone if pretrained else f"{arch}:{stage}", device=device, seed=seed)
+    else:
+        bb = Backbone(backbone, pretrained=pretrained, device=device, seed=seed)
     caches = {split: extract_features(bb, data, root, batch_size=batch_size, chunk_size=chunk_size,
                                       seed=seed, rebuild=rebuild, verify=verify, progress=progress)
               for split, data in splits.items()}
@@ -296,8 +343,24 @@ def prepare_features(root=None, backbone: str = DEFAULT_BACKBONE, pretrained: bo
         for split, c in caches.items():
             print(f"{split}: {len(c)} images -> {c.features.shape[1]} tokens x {c.features.shape[2]} "
                   f"features (fp16) in {c.path}")
-    return {"root": root, "backbone": bb, "caches": caches, "source": splits["train"].source,
-            "splits": splits}
+    train = splits["train"]
+    return {"root": root, "backbone": bb, "caches": caches, "source": train.source, "dataset": train.dataset,
+            "classes": train.n_classes, "class_names": list(train.class_names), "splits": splits}
+
+
+def data_info(prepared: dict) -> dict:
+    """What a results file says about the data: source, name, class count and names."""
+    return {"source": prepared["source"], "dataset": prepared.get("dataset", DATA_CIFAR100),
+            "classes": int(prepared.get("classes", 100)), "class_names": prepared.get("class_names")}
+
+
+def data_label(d: dict) -> str:
+    """How a table names the data of a results file's ``data``."""
+    if d.get("source") == SOURCE_REAL:
+        return "CIFAR-100"
+    if d.get("source") == IMAGEFOLDER:
+        return f"{d.get('dataset', '?')} (image folder, {d.get('classes', '?')} classes)"
+    return "SYNTHETIC STAND-IN (not CIFAR-100)" if d.get("source") else "data source unknown"
 
 
 def resolve_heads(spec) -> list[str]:
@@ -404,7 +467,7 @@ def run_heads(prepared: dict, heads="available", betas=(1e-2,), device=None, epo
     results = {"format": RESULTS_FORMAT,
                "created": (old or {}).get("created", _dt.datetime.now(_dt.timezone.utc).isoformat()),
                "library_version": tr.meta["version"], "command": " ".join(sys.argv),
-               "data": {"source": prepared["source"], "n_train": len(tr), "n_test": len(te),
+               "data": {**data_info(prepared), "n_train": len(tr), "n_test": len(te),
                         "data_root": str(prepared["root"]), "train_cache": tr.key, "test_cache": te.key},
                "backbone": {"name": bb.name, "pretrained": bool(bb.pretrained), "transform": bb.transform,
                             "tokens": int(tr.features.shape[1]), "features": int(tr.features.shape[2])},
@@ -426,7 +489,8 @@ def run_heads(prepared: dict, heads="available", betas=(1e-2,), device=None, epo
         t0 = _dt.datetime.now()
         try:
             r = train_head(h, Xtr, tr.labels, Xte, te.labels, beta, device=device, epochs=epochs,
-                           batch_size=batch_size, lr=lr, seed=seed, progress=progress, **head_options)
+                           batch_size=batch_size, lr=lr, seed=seed, progress=progress,
+                           classes=int(prepared.get("classes", 100)), **head_options)
             row = dict(r.as_dict(), status="ok")
         except Exception as exc:  # out of memory or any failure of this head: record it, go on
             row = _failed_row(h, beta, exc, str(device or bb.device),
@@ -455,14 +519,49 @@ def save_results(results: dict, path) -> Path:
     return path
 
 
+def check_backbone(spec: str) -> str:
+    """``spec`` if it names a timm model or a CIFAR ResNet whose weights file exists (else a
+    ``ValueError`` naming ``--backbone``)."""
+    from .backbone import check_name
+    from .names import is_resnet, parse_backbone
+
+    if is_resnet(spec):
+        _, weights, _ = parse_backbone(spec)
+        if weights is not None and not Path(weights).expanduser().is_file():
+            raise ValueError(f"--backbone {spec}: the weights file {weights} does not exist")
+        return spec
+    return check_name(spec)
+
+
+def check_data(spec: str) -> tuple[str, Path | None]:
+    """``(kind, folder)`` of a ``--data`` spec; an image folder must exist."""
+    from .names import parse_data
+
+    kind, path = parse_data(spec)
+    if kind == IMAGEFOLDER:
+        path = Path(path).expanduser()
+        if not path.is_dir():
+            raise ValueError(f"--data {spec}: {path} is not an existing folder")
+    return kind, path
+
+
 def _check_args(args) -> None:
     """Everything about the options that can be checked before any work (no data, no backbone)."""
     from ..runtime import device as pick_device
-    from .backbone import check_name
     from .data import load_manifest
 
     pick_device(args.device)  # ValueError naming the device
-    check_name(args.backbone)
+    check_backbone(args.backbone)
+    kind, _ = check_data(args.data)
+    if kind == IMAGEFOLDER:
+        from .sources import dataset_name
+
+        dataset_name(check_data(args.data)[1], args.data_name)
+        if args.manifest is not None:
+            raise ValueError("--manifest (md5s of CIFAR-100's files) is for --data cifar100; an image "
+                             "folder's images are hashed into its cache key instead")
+    elif args.data_name is not None or args.image_size is not None:
+        raise ValueError("--data-name and --image-size are for --data imagefolder:PATH")
     if args.manifest is not None:
         load_manifest(args.manifest)  # read even when the data turn out to be missing: never ignored
     _root(args)
@@ -478,7 +577,8 @@ def extract(args) -> dict:
     n_train, n_test = _sizes(args)
     return prepare_features(_root(args), args.backbone, args.pretrained, args.device, n_train, n_test,
                             args.batch_size, args.chunk_size, args.seed, args.download, args.manifest,
-                            args.standin, args.rebuild, args.verify, args.progress)
+                            args.standin, args.rebuild, args.verify, args.progress, data=args.data,
+                            data_name=args.data_name, image_size=args.image_size)
 
 
 def _resumable(folder: Path, config: dict) -> Path | None:
@@ -533,7 +633,8 @@ def train(args) -> Path:
         out = _resumable(prepared["root"] / "results", config) if args.resume else None
     if out is None:
         stamp = _dt.datetime.now(_dt.timezone.utc).strftime("%Y%m%dT%H%M%S.%f")
-        out = prepared["root"] / "results" / f"cifar100-{prepared['backbone'].name}-{stamp}.json"
+        name = f"{prepared.get('dataset', DATA_CIFAR100)}-{prepared['backbone'].name}-{stamp}.json"
+        out = prepared["root"] / "results" / name
     results = run_heads(prepared, heads, args.betas, device=args.device, epochs=epochs,
                         batch_size=args.batch_size, lr=args.lr, seed=args.seed, reduce_dim=args.reduce_dim,
                         reduce_method=args.reduce_method, reduce_tokens=args.reduce_tokens,
@@ -601,8 +702,7 @@ def format_table(results: dict, markdown: bool = False) -> str:
     that is not a results dict is a ``ValueError``."""
     check_results(results)
     d, b = results.get("data") or {}, results.get("backbone") or {}
-    label = "CIFAR-100" if d.get("source") == SOURCE_REAL else (
-        "SYNTHETIC STAND-IN (not CIFAR-100)" if d.get("source") else "data source unknown")
+    label = data_label(d)
     red = results.get("reduction") or {}
     pre = b.get("pretrained")
     weights = "pretrained" if pre else ("RANDOM weights" if pre is not None else "weights unknown")
@@ -621,6 +721,12 @@ def format_table(results: dict, markdown: bool = False) -> str:
                      "interrupted or running `train`); rerun the same command to resume")
     if failed:
         notes.append(f"{len(failed)} row(s) FAILED (error shown); rerun the same command to retry them")
+    fewer = sorted({r["head"] for r in rows if row_ok(r) and d.get("classes") is not None
+                    and r.get("classes") is not None and r["classes"] < d["classes"]})
+    if fewer:
+        notes.append(f"{', '.join(fewer)}: built for fewer than the data set's {d['classes']} classes (the "
+                     "solver counts the classes in the training labels; classes absent there are never "
+                     "predicted)")
     if markdown:
         lines += ["", "| head | beta | top-1 | top-5 | params | units | time (s) | rel. gap | device |",
                   "|---|---:|---:|---:|---:|---:|---:|---:|---|"]

@@ -63,8 +63,11 @@ class DataUnavailableWarning(UserWarning):
 
 @dataclass(frozen=True)
 class CifarSplit:
-    """One split as arrays: ``images`` uint8 (N, 3, 32, 32), ``labels`` int64 (N,) fine labels,
-    ``coarse`` int64 (N,), ``class_names`` (100 names), ``source`` (real or stand-in)."""
+    """One split as arrays: ``images`` uint8 (N, 3, H, W) (32 x 32 for CIFAR-100), ``labels`` int64
+    (N,) fine labels, ``coarse`` int64 (N,), ``class_names`` (one per class: 100 for CIFAR-100),
+    ``source`` (``'cifar100'``, the stand-in, or ``'imagefolder'``), ``dataset`` (the data set's name
+    in cache keys, results and tables) and ``fingerprint`` (for sources without an md5 manifest: a
+    hash of the images used, part of the cache key; empty for CIFAR-100)."""
 
     images: np.ndarray
     labels: np.ndarray
@@ -72,17 +75,25 @@ class CifarSplit:
     class_names: tuple
     split: str
     source: str
+    dataset: str = "cifar100"
+    fingerprint: str = ""
 
     def __len__(self) -> int:
         return int(self.images.shape[0])
+
+    @property
+    def n_classes(self) -> int:
+        """The number of classes of the data set (not of the labels present in this split)."""
+        return len(self.class_names)
 
     def subset(self, n: int | None) -> "CifarSplit":
         """The first ``n`` images (all when ``n`` is None or larger than the split)."""
         if n is None or n >= len(self):
             return self
         n = positive_int("subset", n)
+        fingerprint = self.fingerprint and hashlib.sha256(f"{self.fingerprint}:first{n}".encode()).hexdigest()
         return CifarSplit(self.images[:n], self.labels[:n], self.coarse[:n], self.class_names,
-                          self.split, self.source)
+                          self.split, self.source, self.dataset, fingerprint)
 
 
 class CifarDataset(torch.utils.data.Dataset):

@@ -65,7 +65,7 @@ def sweep(prepared: dict, features: dict, heads, betas, device=None, progress: b
     Returns ``(results, models)``: the results dict in the format of ``train`` (so
     :func:`~.cli.format_table` prints it) and the trained models keyed ``(head, beta)``."""
     from ..runtime import device as pick_device
-    from .cli import RESULTS_FORMAT, resolve_heads
+    from .cli import RESULTS_FORMAT, data_info, resolve_heads
     from .heads import train_head
 
     heads = resolve_heads(heads)
@@ -74,7 +74,7 @@ def sweep(prepared: dict, features: dict, heads, betas, device=None, progress: b
     rows, models = [], {}
     for h in heads:
         for beta in betas:
-            opts = {**common, **head_options.get(h, {})}
+            opts = {"classes": int(prepared.get("classes", 100)), **common, **head_options.get(h, {})}
             if "solver_options" in common and "solver_options" in head_options.get(h, {}):
                 opts["solver_options"] = {**common["solver_options"], **head_options[h]["solver_options"]}
             with warnings.catch_warnings():
@@ -93,7 +93,7 @@ def sweep(prepared: dict, features: dict, heads, betas, device=None, progress: b
     info = features["info"]
     results = {"format": RESULTS_FORMAT, "created": _dt.datetime.now(_dt.timezone.utc).isoformat(),
                "library_version": tr.meta["version"], "command": " ".join(sys.argv[:1]) + " (notebook 05)",
-               "data": {"source": prepared["source"], "n_train": len(features["y_train"]),
+               "data": {**data_info(prepared), "n_train": len(features["y_train"]),
                         "n_test": len(features["y_test"]), "data_root": str(prepared["root"]),
                         "train_cache": tr.key, "test_cache": prepared["caches"]["test"].key},
                "backbone": {"name": bb.name, "pretrained": bool(bb.pretrained), "transform": bb.transform,
@@ -136,7 +136,9 @@ def best_rows(results: dict) -> dict:
 
 def _label(results: dict) -> str:
     d, b = results["data"], results["backbone"]
-    src = "CIFAR-100" if d["source"] == "cifar100" else "synthetic stand-in"
+    from .cli import data_label
+
+    src = data_label(d)
     return (f"{src}, {d['n_train']} train / {d['n_test']} test; {b['name']}"
             f"{'' if b['pretrained'] else ' (random weights)'}; {results['device']}")
 

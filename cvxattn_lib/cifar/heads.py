@@ -20,12 +20,14 @@ Every head minimises the project's objective
 
 from __future__ import annotations
 
+import inspect
 import time
 from dataclasses import asdict, dataclass, field
 from typing import Callable
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from ..validation import class_labels, known_options, positive_int, positive_scalar, real_features, seed_value
@@ -59,6 +61,7 @@ class HeadResult:
     units: int | None = None  # convex heads: neurons / heads / kernels recovered (the rank)
     twin_rel_diff: float | None = None  # convex heads: recovered network vs solver on train, relative
     options: dict = field(default_factory=dict)
+    classes: int | None = None  # logits the trained head has (the data set's class count, see train_head)
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -293,6 +296,8 @@ def _convex_trainer(name: str):
         ytr = data["y_train"].cpu().numpy()
         kw = dict(options.get("solver_options", {}))
         kw.setdefault("progress", progress)
+        if "classes" in inspect.signature(solvers.fit_head).parameters:  # the data's class count
+            kw["classes"] = data["classes"]
         fit = solvers.fit_head(kind, Xtr, ytr, beta, method=options.get("method", "fista"), device=device,
                                activation=activation, seed=seed, loss="cross_entropy", **kw)
         return fit, fit.value, fit.value - fit.lower_bound, lambda f: _convex_predictions(f, Xtr, Xte)
@@ -412,6 +417,11 @@ def train_head(name: str, X_train, y_train, X_test, y_test, beta: float, device=
     elapsed = time.perf_counter() - t0
     preds = predict(model)
     tr_logits, te_logits = preds[0].cpu(), preds[1].cpu()
+    built = int(tr_logits.shape[1])
+    if built < classes:  # a solver that takes the class count from the labels (max + 1): classes it
+        # never saw get no logit, i.e. -inf (never predicted); the row records ``classes=built``
+        tr_logits, te_logits = (F.pad(t.float(), (0, classes - built), value=-float("inf"))
+                                for t in (tr_logits, te_logits))
     units = twin_diff = None
     if hasattr(model, "parameters"):
         params = n_params(model)
@@ -425,7 +435,7 @@ def train_head(name: str, X_train, y_train, X_test, y_test, beta: float, device=
                         objective=float(value), train_top1=topk(tr_logits, ytr, 1),
                         n_train=int(X_train.shape[0]), n_test=int(X_test.shape[0]),
                         tokens=int(X_train.shape[1]), features=int(X_train.shape[2]), units=units,
-                        twin_rel_diff=twin_diff,
+                        twin_rel_diff=twin_diff, classes=built,
                         options={"epochs": epochs, "batch_size": batch_size, "lr": lr, "seed": seed,
                                  **options})
     return (result, model) if return_model else result

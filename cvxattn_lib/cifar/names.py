@@ -4,3 +4,61 @@ DEFAULT_BACKBONE = "gmlp_s16_224"
 REDUCTIONS = ("none", "pca", "pool")
 SOURCE_REAL = "cifar100"
 SOURCE_STANDIN = "synthetic stand-in"
+
+#: data sources of the command line's ``--data``: ``cifar100`` (falls back to the labelled stand-in)
+#: or ``imagefolder:PATH`` (torchvision's ImageFolder layout, see cvxattn_lib.cifar.sources)
+DATA_CIFAR100 = "cifar100"
+IMAGEFOLDER = "imagefolder"
+#: CIFAR ResNets of our own (cvxattn_lib.cifar.resnet): architecture -> BasicBlocks per stage
+RESNET_BLOCKS = {"resnet20": 3, "resnet32": 5, "resnet44": 7, "resnet56": 9}
+RESNET_STAGES = ("layer1", "layer2", "layer3")
+
+DATA_HELP = ("cifar100 (default; a labelled synthetic stand-in when the files are missing) or "
+             "imagefolder:PATH, a folder in torchvision's ImageFolder layout PATH/train/<class>/*.png|jpg "
+             "and PATH/test/<class>/*.png|jpg (class names = the train folder's subfolders, sorted; "
+             "the data set is named after PATH's last part unless --data-name is given; images are taken "
+             "class by class in turn, so --subset keeps every class)")
+BACKBONE_HELP = ("a timm model that yields tokens (default {default}; e.g. vit_small_patch16_224), or a "
+                 "CIFAR ResNet of this library: ARCH[:WEIGHTS][:STAGE] with ARCH one of "
+                 + ", ".join(RESNET_BLOCKS) + ", WEIGHTS a .safetensors (or tensors-only torch) file "
+                 "of its state dict (left out: random weights, with a warning) and STAGE one of "
+                 + ", ".join(RESNET_STAGES) + " (default layer3): its H x W positions are the tokens "
+                 "(layer1 32x32x16, layer2 16x16x32, layer3 8x8x64 on 32 x 32 images); e.g. "
+                 "resnet20:weights/resnet20.safetensors:layer2")
+
+
+def parse_data(spec: str) -> tuple[str, str | None]:
+    """``'cifar100'`` -> ``('cifar100', None)``; ``'imagefolder:PATH'`` -> ``('imagefolder', PATH)``;
+    anything else a ``ValueError`` naming ``--data``."""
+    if not isinstance(spec, str):
+        raise ValueError(f"--data must be a string, got {spec!r}")
+    if spec == DATA_CIFAR100:
+        return DATA_CIFAR100, None
+    kind, sep, path = spec.partition(":")
+    if kind == IMAGEFOLDER and sep and path:
+        return IMAGEFOLDER, path
+    raise ValueError(f"--data must be 'cifar100' or 'imagefolder:PATH', got {spec!r}")
+
+
+def is_resnet(spec) -> bool:
+    """Whether a ``--backbone`` spec names one of this library's CIFAR ResNets."""
+    return isinstance(spec, str) and spec.split(":", 1)[0] in RESNET_BLOCKS
+
+
+def parse_backbone(spec: str) -> tuple[str, str | None, str]:
+    """``'ARCH[:WEIGHTS][:STAGE]'`` -> ``(arch, weights path or None, stage)``.  The stage is the last
+    part when it is one of :data:`RESNET_STAGES` (default ``layer3``); what lies between is the
+    weights path (it may itself contain ':')."""
+    if not is_resnet(spec):
+        raise ValueError(f"backbone={spec!r} is not a CIFAR ResNet spec ARCH[:WEIGHTS][:STAGE] with ARCH "
+                         f"one of {', '.join(RESNET_BLOCKS)}")
+    arch, _, rest = spec.partition(":")
+    stage = "layer3"
+    head, sep, last = rest.rpartition(":")
+    if last in RESNET_STAGES:
+        stage, rest = last, head
+    elif not sep and rest in RESNET_STAGES:
+        stage, rest = rest, ""
+    elif rest and last.startswith("layer"):
+        raise ValueError(f"backbone={spec!r}: stage {last!r} is not one of {', '.join(RESNET_STAGES)}")
+    return arch, (rest or None), stage
