@@ -153,13 +153,15 @@ def test_token_readout_breaks_the_collapse_on_a_position_task():
     Xte, yte = _position_task(400, seed=1)
     kw = dict(device="cpu", progress=False, classes=2)
     top1 = {}
-    runs = [("linear", {}), ("linear_flat", {}), ("fno", {}), ("fno@token", {"readout": "token"})]
+    runs = [("linear", {}), ("linear_flat", {}), ("fno", {}), ("fno@token", {"readout": "token"}),
+            ("fno_token", {})]
     for name, extra in runs:
         r = hmod.train_head(name.split("@")[0], Xtr, ytr, Xte, yte, 1.0, **kw, **extra)
         assert r.rel_gap is not None and r.rel_gap <= 1e-5
         top1[name] = r.top1
     assert top1["linear"] <= 0.65 and top1["fno"] <= 0.65
     assert top1["fno@token"] >= 0.9 and top1["linear_flat"] >= 0.9
+    assert top1["fno_token"] == top1["fno@token"]  # the registered head is fno with readout='token'
 
 
 def test_linear_flat_trains_and_counts_one_weight_per_position():
@@ -179,7 +181,23 @@ def test_readout_bad_values_name_the_argument():
         hmod.train_head("fno", X, y, X, y, 1.0, readout="max", **kw)
     with pytest.raises(ValueError, match="readout='token' is for the token-mixing heads"):
         hmod.train_head("linear", X, y, X, y, 1.0, readout="token", **kw)
+    with pytest.raises(ValueError, match="head 'fno_token' takes no readout option"):
+        hmod.train_head("fno_token", X, y, X, y, 1.0, readout="mean", **kw)
     with pytest.raises(ValueError, match="readout must be one of"):
         ro.readout_kind("fno", "max")
     with pytest.raises(ValueError, match="not 'self_attention'"):
         ro.readout_kind("self_attention", "token")
+
+
+def test_tables_label_the_readout_and_ask_for_the_flattened_baseline():
+    from cvxattn_lib.cifar.cli import format_table
+
+    base = {"beta": 0.1, "top1": 0.5, "top5": 0.9, "params": 10, "train_time_s": 1.0, "device": "cpu",
+            "convex": True, "rel_gap": 1e-7}
+    rows = [dict(base, head="linear"), dict(base, head="fno", options={"readout": "token"})]
+    for md in (False, True):
+        text = format_table({"rows": rows}, markdown=md)
+        assert "fno[readout=token]" in text and "no linear_flat row" in text
+        text = format_table({"rows": rows + [dict(base, head="linear_flat")]}, markdown=md)
+        assert "linear_flat" in text and "no linear_flat row" not in text
+    assert "fno_token" in hmod.available_heads()

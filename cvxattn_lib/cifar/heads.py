@@ -20,7 +20,7 @@ Every head minimises the project's objective
   ``fno_spectral`` on the tokens): solved by ``cal.solvers.fit_head`` with its certified gap; test
   logits come from the non-convex network with the recovered weights (:func:`twin`).  Mean-pooled,
   ``fno`` is exactly a linear model on the token mean (:mod:`.readouts`); the token-mixing heads
-  also take ``readout='token'`` (logits of token 0, still convex).
+  also take ``readout='token'`` (logits of token 0, still convex); ``fno_token`` is ``fno`` with it.
 """
 
 from __future__ import annotations
@@ -346,12 +346,12 @@ def _readout_kind(name: str, kind: str, readout: str) -> str:
 
 
 def _readout_predictions(fit, Xtr, Xte):
-    """Train logits (the solver's outputs), test logits (the fitted head's forward map on the test
-    tokens, :func:`.readouts.head_logits`) and 0.0 (no separate twin to compare)."""
+    """Train logits (the solver's outputs), test logits (the fitted head's own forward map on the
+    test tokens, :func:`.readouts.head_logits`) and None (no recovered network to compare)."""
     from .readouts import head_logits
 
     train = torch.as_tensor(np.asarray(fit.prediction(), dtype=np.float64))
-    return train.float(), torch.as_tensor(head_logits(fit, Xte)).float(), 0.0
+    return train.float(), torch.as_tensor(head_logits(fit, Xte)).float(), None
 
 
 def recovered_units(fit) -> int:
@@ -401,9 +401,32 @@ for _name, (_kind, _act, _pool) in CONVEX_HEADS.items():
                             + " via cal.solvers.fit_head", _convex_trainer(_name))
 
 
+#: convex heads trained with another readout than the mean (:mod:`.readouts`): name -> (head, readout).
+#: ``fno_token`` is ``fno`` with the logits of token 0: mean-pooled, ``fno`` is exactly a linear
+#: model on the token mean; with the token readout it is a linear model on the flattened tokens.
+READOUT_VARIANTS = {"fno_token": ("fno", "token")}
+
+
+def _readout_trainer(base: str, readout: str):
+    inner = _convex_trainer(base)
+
+    def train(data, beta, device, epochs, batch_size, lr, seed, progress, options):
+        options = dict(options, readout=readout)
+        return inner(data, beta, device, epochs, batch_size, lr, seed, progress, options)
+
+    return train
+
+
+for _name, (_base, _readout) in READOUT_VARIANTS.items():
+    HEADS[_name] = HeadSpec(_name, True, f"{_base} with readout={_readout!r} (logits of token 0) via "
+                            "cal.solvers.fit_head", _readout_trainer(_base, _readout))
+
+
 def available_heads() -> list[str]:
     """Heads that can be trained with this library (convex ones need their solver)."""
-    return [h for h in HEADS if h not in CONVEX_HEADS or convex_available(h)]
+    def needs(h):
+        return READOUT_VARIANTS[h][0] if h in READOUT_VARIANTS else h
+    return [h for h in HEADS if needs(h) not in CONVEX_HEADS or convex_available(needs(h))]
 
 
 #: the options of :func:`train_head` (the command line passes all of them to every head)
@@ -451,9 +474,10 @@ def train_head(name: str, X_train, y_train, X_test, y_test, beta: float, device=
     seed = seed_value("seed", seed)
     classes = positive_int("classes", classes)
     _check_options(options)
-    if options.get("readout", "mean") != "mean" and name not in READOUT_HEADS:
+    if "readout" in options and (name in READOUT_VARIANTS or (options["readout"] != "mean"
+                                                               and name not in READOUT_HEADS)):
         raise ValueError(f"readout={options['readout']!r} is for the token-mixing heads "
-                         f"{', '.join(READOUT_HEADS)}; head {name!r} takes readout='mean' only")
+                         f"{', '.join(READOUT_HEADS)}; head {name!r} takes no readout option")
     dev = pick_device(device) if not isinstance(device, torch.device) else device
     real_features("X_train", X_train, 3)
     real_features("X_test", X_test, 3)
