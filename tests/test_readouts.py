@@ -201,3 +201,21 @@ def test_tables_label_the_readout_and_ask_for_the_flattened_baseline():
         text = format_table({"rows": rows + [dict(base, head="linear_flat")]}, markdown=md)
         assert "linear_flat" in text and "no linear_flat row" not in text
     assert "fno_token" in hmod.available_heads()
+
+
+def test_fno_collapse_report_on_random_tokens():
+    X, y = _data(n=30, s=5, d=3, c=3, seed=4)
+    beta, s = 1.5, 5
+    r = ro.fno_collapse(X, y, beta)
+    assert r.tokens == s and r.logits_max_diff <= 1e-10
+    sv = r.kernel_singular_values
+    assert sv[0] > 0 and np.all(sv[1:] <= 1e-6 * sv[0])  # rank one: the constant kernel
+    assert r.fno_lower_bound <= r.group_value <= r.fno_value * (1 + 1e-14)
+    assert r.beta_lin == pytest.approx(beta / (np.sqrt(s) * r.W_norm), rel=1e-15)
+    # both optima certified; the linear head's equals the FNO's minus beta / (2 sqrt s) ||W||_F
+    assert r.linear_lower_bound <= r.linear_value <= r.linear_lower_bound + 1e-9 * r.linear_value
+    shifted = r.fno_value - beta / (2 * np.sqrt(s)) * r.W_norm
+    assert abs(r.linear_value - shifted) <= 1e-8 * r.fno_value
+    assert r.W_max_diff <= 1e-6 and r.predictions_agree == 1.0
+    with pytest.raises(ValueError, match="X must be tokens"):
+        ro.fno_collapse(X[:, 0], y, beta)

@@ -38,6 +38,8 @@ prediction.)
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 import torch
 
@@ -141,3 +143,68 @@ def equivalent_linear_beta(W, beta: float, s: int) -> float:
         raise ValueError("W is zero: the FNO head is at its trivial solution (beta >= its beta_max), "
                          "matched by any beta_lin large enough")
     return beta / (np.sqrt(s) * norm)
+
+
+@dataclass
+class Collapse:
+    """What :func:`fno_collapse` measures (float64; all objectives in the sum convention)."""
+
+    beta: float
+    tokens: int
+    fno_value: float  # the circulant head's objective at its fit
+    fno_lower_bound: float  # its certified lower bound
+    logits_max_diff: float  # max |FNO logits - x_bar W| over the training set, relative to max |logits|
+    kernel_singular_values: np.ndarray  # of K (s, d c): one non-zero (the constant kernel 1 w^T / s)
+    group_value: float  # CE(x_bar W) + beta / sqrt(s) ||W||_F at the FNO's W (<= fno_value)
+    W_norm: float  # ||W||_F of the FNO's W = sum_tau K_tau
+    beta_lin: float  # beta / (sqrt(s) ||W||_F): the linear head's matching weight decay
+    linear_value: float  # the linear head's objective at its own fit (L-BFGS) at beta_lin
+    linear_lower_bound: float  # its certified lower bound
+    W_max_diff: float  # max |W_linear - W_fno|, relative to max |W_fno|
+    predictions_agree: float  # fraction of samples with the same argmax under the two heads
+
+
+def fno_collapse(X, y, beta: float, device="cpu", tol: float = 1e-10,
+                 max_iter: int = 20000) -> Collapse:
+    r"""Fit the mean-pooled circulant FNO head at ``beta`` on tokens X (n, s, d), labels y, and the
+    ``linear`` head on the token mean at the matching :math:`\beta_{lin}` (:func:`equivalent_linear_beta`),
+    and measure the collapse of the module docstring: equal logits, a constant kernel, equal optima
+    (``fno_value - beta/(2 sqrt s) W_norm`` against ``linear_value``, both certified), the same W and
+    the same predictions.  For notebooks: small problems (FISTA to ``tol``, L-BFGS), float64."""
+    from .. import solvers
+    from ..nonconvex.training import fit_lbfgs
+    from ..validation import positive_scalar
+    from .heads import LinearHead, linear_gap
+
+    beta = positive_scalar("beta", beta)
+    X = np.asarray(X, dtype=np.float64)
+    if X.ndim != 3:
+        raise ValueError(f"X must be tokens (n, s, d), got shape {X.shape}")
+    y = np.asarray(y)
+    fit = solvers.fit_head("fno", X, y, beta, loss="cross_entropy", device=device, tol=tol,
+                           max_iter=max_iter, progress=False)
+    s = X.shape[1]
+    W = collapsed_linear(fit)
+    Xbar = X.mean(1)
+    logits = fit.prediction()
+    K = circulant_kernel(fit).reshape(s, -1)
+    beta_lin = equivalent_linear_beta(W, beta, s)
+    model = LinearHead(X.shape[2], W.shape[1])
+    Xt, yt = torch.as_tensor(Xbar), torch.as_tensor(y.astype(np.int64))
+    fit_lbfgs(model, Xt, yt, beta_lin, "cross_entropy", tol=1e-15)
+    W_lin = model.W.detach().numpy()
+    with torch.no_grad():
+        lin_logits = model(Xt)
+        P = torch.softmax(lin_logits, 1).numpy()
+    lin_value = float(torch.nn.functional.cross_entropy(lin_logits, yt, reduction="sum")) \
+        + beta_lin / 2 * float(np.sum(W_lin ** 2))
+    _, lin_lower = linear_gap(P, y, Xbar, beta_lin, lin_value)
+    scale = max(float(np.abs(logits).max()), 1e-300)
+    return Collapse(beta=beta, tokens=s, fno_value=fit.value, fno_lower_bound=fit.lower_bound,
+                    logits_max_diff=float(np.abs(Xbar @ W - logits).max()) / scale,
+                    kernel_singular_values=np.linalg.svd(K, compute_uv=False),
+                    group_value=group_penalty_objective(Xbar, y, W, beta, s),
+                    W_norm=float(np.linalg.norm(W)), beta_lin=beta_lin,
+                    linear_value=lin_value, linear_lower_bound=lin_lower,
+                    W_max_diff=float(np.abs(W_lin - W).max() / max(np.abs(W).max(), 1e-300)),
+                    predictions_agree=float(np.mean(lin_logits.numpy().argmax(1) == logits.argmax(1))))
