@@ -219,3 +219,22 @@ def test_fno_collapse_report_on_random_tokens():
     assert r.W_max_diff <= 1e-6 and r.predictions_agree == 1.0
     with pytest.raises(ValueError, match="X must be tokens"):
         ro.fno_collapse(X[:, 0], y, beta)
+
+
+@pytest.mark.parametrize("method", ["fista", "burer_monteiro"])
+@pytest.mark.parametrize("kind,activation", [("fno_token", "circulant"), ("fno_token", "spectral"),
+                                             ("mixer_token", "gated_relu"), ("fno", "circulant")])
+def test_head_logits_rebuilds_the_fitted_map_on_new_tokens(kind, activation, method):
+    """head_logits (the test-set path of a non-mean readout) on the training tokens gives the
+    solver's own training outputs: same Z or factors, same gates, masks recomputed from X."""
+    import warnings
+
+    X, y = _data(n=16)
+    extra = {"n_gates": 2} if activation == "gated_relu" else {}
+    extra.update({"epochs": 5} if method == "burer_monteiro" else {"max_iter": 50})
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # not converged: irrelevant to the map
+        fit = solvers.fit_head(kind, X, y, 1.0, method=method, activation=activation, loss="cross_entropy",
+                               device="cpu", progress=False, **extra)
+    want = fit.prediction()
+    assert np.abs(ro.head_logits(fit, X) - want).max() <= 1e-12 * np.abs(want).max()

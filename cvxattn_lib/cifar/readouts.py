@@ -19,8 +19,10 @@ only at the constant kernel :math:`K=\mathbf 1w^\top/s` (rank one).  Hence
 the token-mean linear model with a (non-squared) Frobenius penalty; its minimiser :math:`W^\star\ne0`
 is also the minimiser of the ``linear`` head's program :math:`L(\bar XW)+\tfrac{\beta_{lin}}2\|W\|_F^2`
 at :math:`\beta_{lin}=\beta/(\sqrt s\,\|W^\star\|_F)` (the two stationarity conditions coincide), whose
-optimal value is the FNO optimum minus :math:`\tfrac{\beta}{2\sqrt s}\|W^\star\|_F`.  The same holds
-for the spectral FNO head (only the zero-frequency mode reaches a token mean).
+optimal value is the FNO optimum minus :math:`\tfrac{\beta}{2\sqrt s}\|W^\star\|_F`.  The spectral
+FNO head collapses too: only the zero-frequency mode reaches a token mean, so its
+mean-pooled logits are :math:`\bar x R_0` and, the other modes being zero at the optimum, it is the
+token-mean linear model with the nuclear-norm penalty :math:`\beta\|R_0\|_*`.
 
 **A readout under which mixing can matter.**  :data:`READOUTS`: ``"mean"`` (the default, above) or
 ``"token"``: the logits are the outputs of one designated token (token 0, as a class token), a
