@@ -197,7 +197,7 @@ def test_tables_label_the_readout_and_ask_for_the_flattened_baseline():
     rows = [dict(base, head="linear"), dict(base, head="fno", options={"readout": "token"})]
     for md in (False, True):
         text = format_table({"rows": rows}, markdown=md)
-        assert "fno[readout=token]" in text and "no linear_flat row" in text
+        assert "fno@token" in text and "no linear_flat row" in text
         text = format_table({"rows": rows + [dict(base, head="linear_flat")]}, markdown=md)
         assert "linear_flat" in text and "no linear_flat row" not in text
     assert "fno_token" in hmod.available_heads()

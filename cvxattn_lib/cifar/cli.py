@@ -594,10 +594,10 @@ def _num(value, spec: str, scale: float = 1.0, missing: str = "?") -> str:
 
 
 def _readout_label(row: dict) -> dict:
-    """The row with ``[readout=...]`` after its head name when it was trained with a readout other
-    than the mean (``train_head(..., readout=...)``)."""
+    """The row with ``@readout`` after its head name (``mixer@token``) when it was trained with a
+    readout other than the mean (``train_head(..., readout=...)``)."""
     readout = (row.get("options") or {}).get("readout", "mean")
-    return row if readout == "mean" else dict(row, head=f"{row['head']}[readout={readout}]")
+    return row if readout == "mean" else dict(row, head=f"{row['head']}@{readout}")
 
 
 def format_table(results: dict, markdown: bool = False) -> str:
