@@ -206,7 +206,8 @@ def test_tables_label_the_readout_and_ask_for_the_flattened_baseline():
 def test_fno_collapse_report_on_random_tokens():
     X, y = _data(n=30, s=5, d=3, c=3, seed=4)
     beta, s = 1.5, 5
-    r = ro.fno_collapse(X, y, beta)
+    Xte, _ = _data(n=50, s=5, d=3, c=3, seed=6)
+    r = ro.fno_collapse(X, y, beta, X_test=Xte)
     assert r.tokens == s and r.logits_max_diff <= 1e-10
     sv = r.kernel_singular_values
     assert sv[0] > 0 and np.all(sv[1:] <= 1e-6 * sv[0])  # rank one: the constant kernel
@@ -216,7 +217,9 @@ def test_fno_collapse_report_on_random_tokens():
     assert r.linear_lower_bound <= r.linear_value <= r.linear_lower_bound + 1e-9 * r.linear_value
     shifted = r.fno_value - beta / (2 * np.sqrt(s)) * r.W_norm
     assert abs(r.linear_value - shifted) <= 1e-8 * r.fno_value
-    assert r.W_max_diff <= 1e-6 and r.predictions_agree == 1.0
+    assert r.W_max_diff <= 1e-6 and r.predictions_agree == 1.0 and r.test_predictions_agree == 1.0
+    with pytest.raises(ValueError, match="X_test must be tokens"):
+        ro.fno_collapse(X, y, beta, X_test=Xte[:, :2])
     with pytest.raises(ValueError, match="X must be tokens"):
         ro.fno_collapse(X[:, 0], y, beta)
 

@@ -163,16 +163,19 @@ class Collapse:
     linear_value: float  # the linear head's objective at its own fit (L-BFGS) at beta_lin
     linear_lower_bound: float  # its certified lower bound
     W_max_diff: float  # max |W_linear - W_fno|, relative to max |W_fno|
-    predictions_agree: float  # fraction of samples with the same argmax under the two heads
+    predictions_agree: float  # fraction of training samples with the same argmax under the two heads
+    test_predictions_agree: float | None = None  # the same on X_test (the FNO's test logits from its
+    # own forward map, not from W), None without X_test
 
 
-def fno_collapse(X, y, beta: float, device="cpu", tol: float = 1e-10,
+def fno_collapse(X, y, beta: float, X_test=None, device="cpu", tol: float = 1e-10,
                  max_iter: int = 20000) -> Collapse:
     r"""Fit the mean-pooled circulant FNO head at ``beta`` on tokens X (n, s, d), labels y, and the
     ``linear`` head on the token mean at the matching :math:`\beta_{lin}` (:func:`equivalent_linear_beta`),
     and measure the collapse of the module docstring: equal logits, a constant kernel, equal optima
     (``fno_value - beta/(2 sqrt s) W_norm`` against ``linear_value``, both certified), the same W and
-    the same predictions.  For notebooks: small problems (FISTA to ``tol``, L-BFGS), float64."""
+    the same predictions (on ``X_test`` too when given).  For notebooks: small problems (FISTA to
+    ``tol``, L-BFGS), float64."""
     from .. import solvers
     from ..nonconvex.training import fit_lbfgs
     from ..validation import positive_scalar
@@ -202,6 +205,14 @@ def fno_collapse(X, y, beta: float, device="cpu", tol: float = 1e-10,
         + beta_lin / 2 * float(np.sum(W_lin ** 2))
     _, lin_lower = linear_gap(P, y, Xbar, beta_lin, lin_value)
     scale = max(float(np.abs(logits).max()), 1e-300)
+    test_agree = None
+    if X_test is not None:
+        X_test = np.asarray(X_test, dtype=np.float64)
+        if X_test.ndim != 3 or X_test.shape[1:] != X.shape[1:]:
+            raise ValueError(f"X_test must be tokens (n, {X.shape[1]}, {X.shape[2]}) like X, got shape "
+                             f"{X_test.shape}")
+        fno_test = head_logits(fit, X_test)
+        test_agree = float(np.mean(fno_test.argmax(1) == (X_test.mean(1) @ W_lin).argmax(1)))
     return Collapse(beta=beta, tokens=s, fno_value=fit.value, fno_lower_bound=fit.lower_bound,
                     logits_max_diff=float(np.abs(Xbar @ W - logits).max()) / scale,
                     kernel_singular_values=np.linalg.svd(K, compute_uv=False),
@@ -209,4 +220,5 @@ def fno_collapse(X, y, beta: float, device="cpu", tol: float = 1e-10,
                     W_norm=float(np.linalg.norm(W)), beta_lin=beta_lin,
                     linear_value=lin_value, linear_lower_bound=lin_lower,
                     W_max_diff=float(np.abs(W_lin - W).max() / max(np.abs(W).max(), 1e-300)),
-                    predictions_agree=float(np.mean(lin_logits.numpy().argmax(1) == logits.argmax(1))))
+                    predictions_agree=float(np.mean(lin_logits.numpy().argmax(1) == logits.argmax(1))),
+                    test_predictions_agree=test_agree)
