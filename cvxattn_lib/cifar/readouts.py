@@ -133,7 +133,7 @@ def group_penalty_objective(Xbar, y, W, beta: float, s: int) -> float:
 
     logits = torch.as_tensor(np.asarray(Xbar, dtype=np.float64) @ np.asarray(W, dtype=np.float64))
     ce = float(torch_loss(logits, torch.as_tensor(np.asarray(y, dtype=np.int64)), "cross_entropy"))
-    return ce + beta / np.sqrt(s) * float(np.linalg.norm(W))
+    return float(ce + beta / np.sqrt(s) * float(np.linalg.norm(W)))
 
 
 def equivalent_linear_beta(W, beta: float, s: int) -> float:
@@ -144,7 +144,7 @@ def equivalent_linear_beta(W, beta: float, s: int) -> float:
     if norm == 0.0:
         raise ValueError("W is zero: the FNO head is at its trivial solution (beta >= its beta_max), "
                          "matched by any beta_lin large enough")
-    return beta / (np.sqrt(s) * norm)
+    return float(beta / (np.sqrt(s) * norm))
 
 
 @dataclass
@@ -218,7 +218,7 @@ def fno_collapse(X, y, beta: float, X_test=None, device="cpu", tol: float = 1e-1
                     kernel_singular_values=np.linalg.svd(K, compute_uv=False),
                     group_value=group_penalty_objective(Xbar, y, W, beta, s),
                     W_norm=float(np.linalg.norm(W)), beta_lin=beta_lin,
-                    linear_value=lin_value, linear_lower_bound=lin_lower,
+                    linear_value=float(lin_value), linear_lower_bound=float(lin_lower),
                     W_max_diff=float(np.abs(W_lin - W).max() / max(np.abs(W).max(), 1e-300)),
                     predictions_agree=float(np.mean(lin_logits.numpy().argmax(1) == logits.argmax(1))),
                     test_predictions_agree=test_agree)
