@@ -60,11 +60,12 @@ class _TokenReadout:
     readout = "token"
 
     @classmethod
-    def build(cls, X, Y, activation, gates, n_gates, seed, loss, device, dtype):
-        if loss != "cross_entropy":
+    def build(cls, *args, **kwargs):  # the parent's arguments, whatever they are
+        head = super().build(*args, **kwargs)
+        if head.loss != "cross_entropy":
             raise ValueError("readout='token' is for loss='cross_entropy' (the squared loss already "
                              "fits every token's output)")
-        return super().build(X, Y, activation, gates, n_gates, seed, loss, device, dtype)
+        return head
 
     def _out(self, out):
         return out[:, 0]
