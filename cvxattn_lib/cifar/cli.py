@@ -694,6 +694,13 @@ def _num(value, spec: str, scale: float = 1.0, missing: str = "?") -> str:
     return format(value if scale == 1 else value * scale, spec)
 
 
+def _readout_label(row: dict) -> dict:
+    """The row with ``@readout`` after its head name (``mixer@token``) when it was trained with a
+    readout other than the mean (``train_head(..., readout=...)``)."""
+    readout = (row.get("options") or {}).get("readout", "mean")
+    return row if readout == "mean" else dict(row, head=f"{row['head']}@{readout}")
+
+
 def format_table(results: dict, markdown: bool = False) -> str:
     """The head comparison as a plain-text (or Markdown) table, one row per head and beta.
 
@@ -727,10 +734,14 @@ def format_table(results: dict, markdown: bool = False) -> str:
         notes.append(f"{', '.join(fewer)}: built for fewer than the data set's {d['classes']} classes (the "
                      "solver counts the classes in the training labels; classes absent there are never "
                      "predicted)")
+    if rows and not any(r.get("head") == "linear_flat" for r in rows):
+        notes.append("no linear_flat row: without the flattened-token baseline a token head's gain over "
+                     "linear may come from token positions alone (run --heads ...,linear_flat)")
     if markdown:
         lines += ["", "| head | beta | top-1 | top-5 | params | units | time (s) | rel. gap | device |",
                   "|---|---:|---:|---:|---:|---:|---:|---:|---|"]
         for r in rows:
+            r = _readout_label(r)
             if not row_ok(r):
                 err = str(r.get("error", "unknown error")).replace("|", "\\|").replace("\n", " ")
                 lines.append(f"| {r['head']} | {r['beta']:.3g} | FAILED: {err} | | | | "
@@ -749,6 +760,7 @@ def format_table(results: dict, markdown: bool = False) -> str:
            f"{'time s':>8s} {'rel gap':>9s} {'device':>7s}"
     lines += [head, "-" * len(head)]
     for r in rows:
+        r = _readout_label(r)
         if not row_ok(r):
             err = str(r.get("error", "unknown error")).replace("\n", " ")
             lines.append(f"{r['head']:22s} {r['beta']:8.2g} FAILED: {err}")

@@ -8,6 +8,9 @@ Every head minimises the project's objective
   L-BFGS in float64, with the duality gap
   :math:`p(W) - \max_{t\in[0,1]} \big[\sum_i H(e_{y_i} + t(p_i - e_{y_i})) - \tfrac{t^2}{2\beta}
   \|\bar X^\top (P - E)\|_F^2\big]` as a certified bound on the distance to the global optimum;
+* ``linear_flat``: the same on the flattened tokens :math:`\mathrm{vec}(X)` (s d features): it knows
+  token positions but does not mix, the baseline that tells a mixing head's use of positions from
+  its use of mixing (see :mod:`.readouts`);
 * ``mlp_relu``: non-convex two-layer ReLU net on :math:`\bar x` (:class:`cal.nonconvex.TwoLayerNet`);
 * ``attention_softmax``: non-convex softmax multi-head attention, mean-pooled logits
   (:class:`cal.nonconvex.MultiHeadAttention`);
@@ -15,7 +18,9 @@ Every head minimises the project's objective
 * convex heads (``mlp_gated_relu`` on the token mean; ``attention_linear``,
   ``attention_gated_relu``, ``mixer`` (linear), ``mixer_gated_relu``, ``fno`` (circulant),
   ``fno_spectral`` on the tokens): solved by ``cal.solvers.fit_head`` with its certified gap; test
-  logits come from the non-convex network with the recovered weights (:func:`twin`).
+  logits come from the non-convex network with the recovered weights (:func:`twin`).  Mean-pooled,
+  ``fno`` is exactly a linear model on the token mean (:mod:`.readouts`); the token-mixing heads
+  also take ``readout='token'`` (logits of token 0, still convex); ``fno_token`` is ``fno`` with it.
 """
 
 from __future__ import annotations
@@ -210,6 +215,27 @@ def train_linear(data, beta, device, epochs, batch_size, lr, seed, progress, opt
                                          predict_batched(m, Xte, 8192, torch.float64))
 
 
+def flat_tokens(X) -> np.ndarray:
+    """Tokens (n, s, d) seen as one token of the concatenated s d features, (n, 1, s d): a view
+    (no copy) for numpy and memory-mapped arrays, so that :func:`pooled` returns the flattened
+    tokens."""
+    n, s, d = X.shape
+    return X.reshape(n, 1, s * d)
+
+
+@register("linear_flat", convex=True,
+          description="softmax regression on the flattened tokens (s d features; convex, L-BFGS): "
+                      "the baseline that knows token positions but does not mix")
+def train_linear_flat(data, beta, device, epochs, batch_size, lr, seed, progress, options):
+    r"""``linear`` on the concatenated token features: logits :math:`\mathrm{vec}(X)^\top W`, W (s d, c),
+    penalty :math:`\tfrac\beta2\|W\|_F^2`, same solver and certificate.  Any head whose logits are
+    linear in X (``mixer``, ``fno``, ``fno_spectral`` under any fixed readout) is such a model with another
+    regulariser, so a token-mixing head's gain over ``linear`` that ``linear_flat`` matches comes
+    from knowing positions, not from mixing."""
+    flat = dict(data, X_train=flat_tokens(data["X_train"]), X_test=flat_tokens(data["X_test"]))
+    return train_linear(flat, beta, device, epochs, batch_size, lr, seed, progress, options)
+
+
 @register("mlp_relu", convex=False, description="two-layer ReLU net on the token mean (non-convex, Adam)")
 def train_mlp_relu(data, beta, device, epochs, batch_size, lr, seed, progress, options):
     from ..nonconvex import TwoLayerNet
@@ -298,11 +324,39 @@ def _convex_trainer(name: str):
         kw.setdefault("progress", progress)
         if "classes" in inspect.signature(solvers.fit_head).parameters:  # the data's class count
             kw["classes"] = data["classes"]
-        fit = solvers.fit_head(kind, Xtr, ytr, beta, method=options.get("method", "fista"), device=device,
+        readout = options.get("readout", "mean")
+        fit = solvers.fit_head(_readout_kind(name, kind, readout), Xtr, ytr, beta,
+                               method=options.get("method", "fista"), device=device,
                                activation=activation, seed=seed, loss="cross_entropy", **kw)
-        return fit, fit.value, fit.value - fit.lower_bound, lambda f: _convex_predictions(f, Xtr, Xte)
+        predict = _convex_predictions if readout == "mean" else _readout_predictions
+        return fit, fit.value, fit.value - fit.lower_bound, lambda f: predict(f, Xtr, Xte)
 
     return train
+
+
+#: heads that mix tokens linearly in X and so take a ``readout`` other than the mean
+READOUT_HEADS = ("mixer", "mixer_gated_relu", "fno", "fno_spectral")
+
+
+def _readout_kind(name: str, kind: str, readout: str) -> str:
+    """The solver kind of convex head ``name`` with ``readout`` (see :mod:`.readouts`)."""
+    if readout == "mean":
+        return kind
+    if name not in READOUT_HEADS:
+        raise ValueError(f"readout={readout!r} is for the token-mixing heads {', '.join(READOUT_HEADS)}; "
+                         f"head {name!r} takes readout='mean' only")
+    from .readouts import readout_kind
+
+    return readout_kind(kind, readout)
+
+
+def _readout_predictions(fit, Xtr, Xte):
+    """Train logits (the solver's outputs), test logits (the fitted head's own forward map on the
+    test tokens, :func:`.readouts.head_logits`) and None (no recovered network to compare)."""
+    from .readouts import head_logits
+
+    train = torch.as_tensor(np.asarray(fit.prediction(), dtype=np.float64))
+    return train.float(), torch.as_tensor(head_logits(fit, Xte)).float(), None
 
 
 def recovered_units(fit) -> int:
@@ -352,13 +406,36 @@ for _name, (_kind, _act, _pool) in CONVEX_HEADS.items():
                             + " via cal.solvers.fit_head", _convex_trainer(_name))
 
 
+#: convex heads trained with another readout than the mean (:mod:`.readouts`): name -> (head, readout).
+#: ``fno_token`` is ``fno`` with the logits of token 0: mean-pooled, ``fno`` is exactly a linear
+#: model on the token mean; with the token readout it is a linear model on the flattened tokens.
+READOUT_VARIANTS = {"fno_token": ("fno", "token")}
+
+
+def _readout_trainer(base: str, readout: str):
+    inner = _convex_trainer(base)
+
+    def train(data, beta, device, epochs, batch_size, lr, seed, progress, options):
+        options = dict(options, readout=readout)
+        return inner(data, beta, device, epochs, batch_size, lr, seed, progress, options)
+
+    return train
+
+
+for _name, (_base, _readout) in READOUT_VARIANTS.items():
+    HEADS[_name] = HeadSpec(_name, True, f"{_base} with readout={_readout!r} (logits of token 0) via "
+                            "cal.solvers.fit_head", _readout_trainer(_base, _readout))
+
+
 def available_heads() -> list[str]:
     """Heads that can be trained with this library (convex ones need their solver)."""
-    return [h for h in HEADS if h not in CONVEX_HEADS or convex_available(h)]
+    def needs(h):
+        return READOUT_VARIANTS[h][0] if h in READOUT_VARIANTS else h
+    return [h for h in HEADS if needs(h) not in CONVEX_HEADS or convex_available(needs(h))]
 
 
 #: the options of :func:`train_head` (the command line passes all of them to every head)
-TRAIN_OPTIONS = ("width", "attn_heads", "lbfgs_iter", "method", "solver_options")
+TRAIN_OPTIONS = ("width", "attn_heads", "lbfgs_iter", "method", "solver_options", "readout")
 
 
 def _check_options(options: dict) -> None:
@@ -370,6 +447,8 @@ def _check_options(options: dict) -> None:
     if "method" in options:
         if options["method"] not in ("fista", "burer_monteiro"):  # cal.solvers.METHODS
             raise ValueError(f"method must be one of 'fista', 'burer_monteiro'; got {options['method']!r}")
+    if options.get("readout", "mean") not in ("mean", "token"):  # cal.cifar.readouts.READOUTS
+        raise ValueError(f"readout must be 'mean' or 'token'; got {options['readout']!r}")
     if not isinstance(options.get("solver_options", {}), dict):
         raise TypeError(f"solver_options must be a dict of cal.solvers.fit_head options, got "
                         f"{options['solver_options']!r}")
@@ -384,7 +463,9 @@ def train_head(name: str, X_train, y_train, X_test, y_test, beta: float, device=
     bound); with ``return_model`` also the trained model (a torch module, or the convex
     ``cal.solvers.HeadFit``) as ``(result, model)``.  Options: ``width`` (mlp_relu hidden units,
     512), ``attn_heads`` (4), ``lbfgs_iter``
-    (linear, 1000), ``method`` and ``solver_options`` (convex heads, passed to ``fit_head``); each
+    (linear, 1000), ``method`` and ``solver_options`` (convex heads, passed to ``fit_head``),
+    ``readout`` (``'mean'``, default, or ``'token'``: logits of token 0, for the heads in
+    :data:`READOUT_HEADS`; see :mod:`.readouts`); each
     head uses the ones that concern it, and an unknown name raises a ``TypeError``.  Features must
     be real and finite, labels integers in ``[0, classes)``; each bad input raises an error naming
     the argument before any training."""
@@ -398,6 +479,10 @@ def train_head(name: str, X_train, y_train, X_test, y_test, beta: float, device=
     seed = seed_value("seed", seed)
     classes = positive_int("classes", classes)
     _check_options(options)
+    if "readout" in options and (name in READOUT_VARIANTS or (options["readout"] != "mean"
+                                                               and name not in READOUT_HEADS)):
+        raise ValueError(f"readout={options['readout']!r} is for the token-mixing heads "
+                         f"{', '.join(READOUT_HEADS)}; head {name!r} takes no readout option")
     dev = pick_device(device) if not isinstance(device, torch.device) else device
     real_features("X_train", X_train, 3)
     real_features("X_test", X_test, 3)
