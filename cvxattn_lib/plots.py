@@ -45,10 +45,13 @@ def restart_histogram(objectives, optimum: float, lower_bound: float | None = No
                       tol: float = 1e-8, title: str = "non-convex restarts against the convex optimum"):
     """Histogram of every non-convex run's signed relative excess ``(objective - p*) / |p*|``.
 
-    The axis is symmetric-log: linear within ``+-tol`` (the solver's relative tolerance, inside
-    which a run *equals* p*) and logarithmic outside, so runs a hair below p* stay visible. The
-    green line is p* (excess 0); the red line is the certified lower bound ``(lb - p*) / |p*|``:
-    weak duality says no run can lie left of it. Nothing is clipped.
+    ``tol`` is the **certified relative gap** of the convex solution, ``(p* - lb) / |p*|`` (the
+    convention of the whole collection, explained once in notebook 01): a run with
+    ``|excess| <= tol`` is within the certified accuracy of p*, so the certificate cannot tell it
+    from p*. The axis is symmetric-log: linear inside that band and logarithmic outside, so runs a
+    hair below p* stay visible. The green line is p* (excess 0); the red line is the certified
+    lower bound ``(lb - p*) / |p*|``: by weak duality no run can lie left of it (when ``tol`` is
+    the certified gap it sits at the band's left edge). Nothing is clipped.
     """
     ax = ax or plt.subplots(figsize=(6.4, 3.8))[1]
     excess = (np.asarray(objectives, dtype=float) - optimum) / abs(optimum)
@@ -67,15 +70,16 @@ def restart_histogram(objectives, optimum: float, lower_bound: float | None = No
     edges = inv(np.linspace(fwd(lo * 1.5), fwd(hi * 1.5), 31))
     ax.hist(excess, bins=edges, color="tab:gray", edgecolor="k")
     ax.set_xscale("symlog", linthresh=tol)
-    ax.axvspan(-tol, tol, color="tab:green", alpha=0.15, label=f"tolerance band |excess| <= {tol:.2g}")
+    ax.axvspan(-tol, tol, color="tab:green", alpha=0.15,
+               label=f"certified-accuracy band |excess| <= gap = {tol:.2g}")
     ax.axvline(0.0, color="tab:green", lw=2, label="convex optimum p* (excess 0)")
     if lower_bound is not None:
         ax.axvline(lb_excess, color="tab:red", lw=2, ls="--",
                    label="certified lower bound (nothing may lie left of it)")
     below_tol = int(np.sum((excess < 0) & (excess >= -tol)))
     below = int(np.sum(excess < -tol))
-    text = (f"p* = {optimum:.10g}\nruns: {excess.size}\nbelow p* within tolerance: {below_tol}\n"
-            f"below p* beyond tolerance: {below}\nlowest excess: {excess.min():+.2e}")
+    text = (f"p* = {optimum:.10g}\nruns: {excess.size}\nbelow p* inside the band: {below_tol}\n"
+            f"below p* beyond the band: {below}\nlowest excess: {excess.min():+.2e}")
     if lower_bound is not None:
         text += f"\nlower bound = {lower_bound:.10g}"
     ax.text(1.02, 0.0, text, transform=ax.transAxes, ha="left", va="bottom", fontsize=8)
@@ -171,9 +175,10 @@ def arrangement_2d(X: np.ndarray, ax=None, title: str | None = None):
     origin, perpendicular to it; the lines cut the plane into cones, and every weight vector w in
     one cone has the same activation pattern :math:`1\{Xw\ge0\}`, written as a bit string
     (bit i is point i; :func:`cvxattn_lib.arrangements.cones_2d`).  Cones are shaded by how many
-    points they activate; arrows show the directions of the points (their lengths do not matter).
-    ``X`` (n, 2).
+    points they activate (the colour bar is the key); arrows show the directions of the points
+    (their lengths do not matter).  ``X`` (n, 2).
     """
+    from matplotlib.colors import BoundaryNorm, ListedColormap
     from matplotlib.patches import Wedge
 
     from .arrangements import cones_2d
@@ -183,9 +188,10 @@ def arrangement_2d(X: np.ndarray, ax=None, title: str | None = None):
     n = X.shape[0]
     ax = ax or plt.subplots(figsize=(5.8, 5.8))[1]
     R = 1.0
-    cmap = plt.get_cmap("Greens")
+    greens = plt.get_cmap("Greens")
+    shades = [greens(0.08 + 0.5 * k / n) for k in range(n + 1)]  # shade of a cone activating k points
     for j in range(D.shape[1]):
-        shade = cmap(0.08 + 0.5 * D[:, j].sum() / n)
+        shade = shades[int(D[:, j].sum())]
         ax.add_patch(Wedge((0, 0), R, np.degrees(edges[j]), np.degrees(edges[j + 1]),
                            facecolor=shade, edgecolor="none"))
         label = "".join("1" if b else "0" for b in D[:, j])
@@ -198,12 +204,18 @@ def arrangement_2d(X: np.ndarray, ax=None, title: str | None = None):
         ax.plot([-R * t[0], R * t[0]], [-R * t[1], R * t[1]], color=f"C{i % 10}", lw=1.3)
         ax.annotate("", xy=0.3 * R * x, xytext=(0, 0),
                     arrowprops=dict(arrowstyle="->", color=f"C{i % 10}", lw=1.6))
-        ax.text(1.07 * R * t[0], 1.07 * R * t[1], f"line {i + 1}", color=f"C{i % 10}",
-                ha="center", va="center", fontsize=8, fontweight="bold")
+        # the label sits beyond the end of its line, on a white box, so the line does not cross it
+        ax.text(1.1 * R * t[0], 1.1 * R * t[1], f"line {i + 1}", color=f"C{i % 10}",
+                ha="center", va="center", fontsize=8, fontweight="bold", zorder=5,
+                bbox=dict(boxstyle="round,pad=0.15", fc="white", ec="none"))
         ax.text(0.4 * R * x[0], 0.4 * R * x[1], f"$x_{{{i + 1}}}$", color=f"C{i % 10}",
                 ha="center", va="center", fontsize=10)
+    key = plt.cm.ScalarMappable(norm=BoundaryNorm(np.arange(n + 2) - 0.5, n + 1),
+                                cmap=ListedColormap(shades))
+    bar = ax.figure.colorbar(key, ax=ax, ticks=np.arange(n + 1), shrink=0.7, pad=0.03)
+    bar.set_label("points the cone activates (count)")
     ax.set_aspect("equal")
-    ax.set(xlim=(-1.2 * R, 1.2 * R), ylim=(-1.2 * R, 1.2 * R),
+    ax.set(xlim=(-1.25 * R, 1.25 * R), ylim=(-1.25 * R, 1.25 * R),
            title=title or f"{n} points in $\\mathbb{{R}}^2$: {D.shape[1]} cones of weight vectors",
            xlabel="first weight $w_1$ (direction only, a.u.)",
            ylabel="second weight $w_2$ (direction only, a.u.)")

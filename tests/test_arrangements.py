@@ -97,3 +97,29 @@ def test_arrangement_figure_labels_every_cone():
     labels = {t.get_text() for t in ax.texts}
     assert {"".join("1" if b else "0" for b in D[:, j]) for j in range(D.shape[1])} <= labels
     assert "10 cones" in ax.get_title()
+    # the shading has a key: a colour bar with one integer tick per possible count 0..n
+    bars = [a for a in ax.figure.axes if a is not ax]
+    assert len(bars) == 1 and "count" in bars[0].get_ylabel()
+    assert [int(round(t)) for t in bars[0].get_yticks()] == list(range(6))
+    # each "line i" label sits beyond its line's end (radius 1), not on the line
+    for t in ax.texts:
+        if t.get_text().startswith("line "):
+            assert np.hypot(*t.get_position()) > 1.05
+
+
+def test_restart_histogram_band_is_the_certified_gap():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from cvxattn_lib import plots
+
+    p_star, lb = 2.0, 2.0 - 4e-10
+    gap = (p_star - lb) / p_star
+    objs = p_star * (1 + np.array([-1e-10, 0.0, 1e-9, 1e-6]))
+    ax = plots.restart_histogram(objs, p_star, lower_bound=lb, tol=gap)
+    labels = ax.get_legend_handles_labels()[1]
+    assert any(lab.startswith("certified-accuracy band |excess| <= gap") for lab in labels)
+    # the red line (the certified lower bound) sits at the band's left edge
+    red = [ln for ln in ax.lines if ln.get_linestyle() == "--"]
+    assert len(red) == 1 and abs(red[0].get_xdata()[0] + gap) <= 1e-12 * gap
+    assert "below p* inside the band: 1" in ax.texts[-1].get_text()

@@ -60,8 +60,6 @@ def test_every_notebook_has_three_exercises_beyond_recall():
     import importlib
 
     for nb in sorted(p.name[:2] for p in (SOLUTIONS.parent).glob("[0-9][0-9]_*.ipynb")):
-        if nb == "00":
-            continue
         module = importlib.import_module(f"cvxattn_lib.exercises.nb{nb}")
         deep = getattr(module, "DEEP", ())
         assert len(deep) >= 3, f"notebook {nb}: {len(deep)} derive/implement/predict exercises, want >= 3"

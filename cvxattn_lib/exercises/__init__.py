@@ -1,18 +1,18 @@
 """Self-checking exercises: a notebook calls ``check(key, answer)``.
 
 Right answers are computed from the library when asked (never stored). Each notebook's exercises
-live in their own module (``nb01`` for notebook 01, ...); worked solutions live in
+live in their own module (``nb00`` for notebook 00, ``nb01`` for notebook 01, ...); worked solutions live in
 ``notebooks/solutions/``. An answer is a number, or, for an implement-it exercise, a function that
 ``check`` runs against the library on small problems.
 """
 
 from __future__ import annotations
 
-from . import nb01, nb02, nb03, nb04, nb05, nb06
+from . import nb00, nb01, nb02, nb03, nb04, nb05, nb06
 from ._base import Exercise, close, implement, number
 
 EXERCISES: dict[str, Exercise] = {}
-for _module in (nb01, nb02, nb03, nb04, nb05, nb06):
+for _module in (nb00, nb01, nb02, nb03, nb04, nb05, nb06):
     _overlap = EXERCISES.keys() & _module.EXERCISES.keys()
     if _overlap:
         raise RuntimeError(f"exercise keys defined twice: {sorted(_overlap)}")
