@@ -71,7 +71,7 @@ PAPER = re.compile(
 OTHER_WORKS = re.compile(
     r"(?:Pilanci\s*(?:&|and)\s*Ergen|Ergen\s*(?:&|and)\s*Pilanci|Mishkin|Recht|Fazel|Parrilo|"
     r"\bLi\s+et\s+al|Guibas|Tolstikhin|\bLiu\s+et\s+al|Boyd|Vandenberghe|\bBeck\b|Teboulle|\bNg\b|"
-    r"Krizhevsky|Wightman|Diamond|Nesterov|Rockafellar|Burer\s*(?:&|and)\s*Monteiro|"
+    r"Krizhevsky|Wightman|Diamond|Nesterov|Rockafellar|\bHe\s+et\s+al|Burer\s*(?:&|and)\s*Monteiro|"
     r"Sahiner\s+et\s+al\.?,?\s*\(?ICLR|Scaling\s+[Cc]onvex|\bICLR\b|\bICML\s+2020\b)"
     r"(?:\s+et\s+al\.?)?"
 )

@@ -1,7 +1,7 @@
 r"""CIFAR-style ResNets (20/32/44/56) of our own, and a frozen backbone that returns one stage's
 feature map as a token grid.
 
-The module layout follows the CIFAR ResNets of He et al. (2016, Sec. 4.2) as laid out in the
+The module layout follows the CIFAR ResNets of He et al. 2016, Sec. 4.2, as laid out in the
 BSD-2 repository ``akamaster/pytorch_resnet_cifar10``, so that its checkpoints load by name:
 ``conv1`` (3 -> 16, 3 x 3) and ``bn1``; ``layer1``, ``layer2``, ``layer3`` of :math:`n` BasicBlocks
 each (16, 32, 64 channels; stride 2 at the first block of layer2 and layer3) with option-A
