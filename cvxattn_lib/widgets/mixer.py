@@ -14,7 +14,6 @@ re-solved as β moves, with the singular-value spectra of their lifted matrices.
 
 from __future__ import annotations
 
-import warnings
 from functools import lru_cache
 
 import matplotlib.pyplot as plt
@@ -22,6 +21,7 @@ import numpy as np
 
 from ..convex import fit_fno, fit_mixer
 from ..convex.attention import _check
+from ..mixer_tasks import quiet_solve
 from .base import Explorer, log_slider
 
 NAMES = {"mixer": "bilinear mixing (Mixer-style)", "circulant": "circular convolution (shared kernels)",
@@ -75,15 +75,9 @@ class MixerExplorer(Explorer):
         for key, fit in [("mixer", lambda: fit_mixer(self.X, self.Y, beta)),
                          ("circulant", lambda: fit_fno(self.X, self.Y, beta, "circulant")),
                          ("spectral", lambda: fit_fno(self.X, self.Y, beta, "spectral"))]:
-            with warnings.catch_warnings(record=True) as caught:
-                warnings.simplefilter("always")
-                fits[key] = fit()
-            for w in caught:
-                if "Solution may be inaccurate" in str(w.message):
-                    if key not in retried:
-                        retried.append(key)
-                else:  # anything else is shown as usual
-                    warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+            fits[key], again = quiet_solve(fit)
+            if again:
+                retried.append(key)
         return fits | {"retried": tuple(retried)}
 
     def values(self) -> dict:
