@@ -105,10 +105,19 @@ class NuclearFace:
     off_active: float
     injectivity: float
 
+    def thresholds(self, margin: float = 1e-3, tol: float = 1e-6) -> dict:
+        """The thresholds :meth:`unique` applies: ``margin`` (the complementarity margin
+        1 - off_active must be at least max(margin, 10 alignment)) and ``injectivity`` (the
+        injectivity ratio must exceed ``tol``)."""
+        margin, tol = positive_scalar("margin", margin), positive_scalar("tol", tol)
+        return {"margin": max(margin, 10.0 * self.alignment), "injectivity": tol}
+
     def unique(self, margin: float = 1e-3, tol: float = 1e-6) -> bool:
-        """Both sufficient conditions for a unique optimum hold, with the given margins."""
-        return bool(self.off_active <= 1.0 - max(margin, 10.0 * self.alignment)
-                    and self.injectivity > tol)
+        """Both sufficient conditions for a unique optimum hold, with the given margins: a
+        numerical test on an approximate solution (see :meth:`thresholds`), not a proof."""
+        need = self.thresholds(margin, tol)
+        return bool(1.0 - self.off_active >= need["margin"]
+                    and self.injectivity > need["injectivity"])
 
 
 def nuclear_face(Z, dual, apply, beta, rank_tol: float = 1e-7) -> NuclearFace:

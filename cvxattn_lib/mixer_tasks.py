@@ -17,6 +17,7 @@ test splits come from one call.  Errors are relative: :math:`\|\hat Y-Y\|_F^2/\|
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -115,19 +116,40 @@ def relative_error(Yhat, Y) -> float:
     return float(np.sum((np.asarray(Yhat, float).reshape(Y.shape) - Y) ** 2) / np.sum(Y**2))
 
 
+def quiet_solve(fit_fn, *args, **kwargs):
+    """Call ``fit_fn(*args, **kwargs)`` and return ``(fit, retried)``: ``retried`` is True when a
+    first solve ended ``optimal_inaccurate`` (CVXPY warns "Solution may be inaccurate") so that
+    :func:`cvxattn_lib.cvxpy_solve.solve` re-ran it at other settings.  That warning is recorded
+    here instead of shown (the fit's certificate says how close to the optimum the final solution
+    is); every other warning is shown as usual."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        fit = fit_fn(*args, **kwargs)
+    retried = False
+    for w in caught:
+        if "Solution may be inaccurate" in str(w.message):
+            retried = True
+        else:
+            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+    return fit, retried
+
+
 def select_and_score(fit_fn, task: TokenTask, betas) -> dict:
     """Fit ``fit_fn(X, Y, beta)`` on the training split for every ``beta`` in ``betas``, keep the
     one with the smallest relative error on the validation split, and score it.  Returns
-    ``{'beta', 'val', 'train', 'test'}`` (relative errors, see :func:`relative_error`)."""
+    ``{'beta', 'val', 'train', 'test'}`` (relative errors, see :func:`relative_error`) and
+    ``'retried'``, how many of the fits were re-solved after an inaccurate first solve
+    (:func:`quiet_solve`)."""
     betas = [positive_scalar("betas", b) for b in np.atleast_1d(np.asarray(betas, float))]
     if not betas:
         raise ValueError("betas must hold at least one weight decay")
-    best = None
+    best, retried = None, 0
     for b in betas:
-        fit = fit_fn(task.Xtr, task.Ytr, b)
+        fit, again = quiet_solve(fit_fn, task.Xtr, task.Ytr, b)
+        retried += again
         val = relative_error(predict(fit, task.Xval), task.Yval)
         if best is None or val < best[0]:
             best = (val, b, fit)
     val, b, fit = best
     return {"beta": b, "val": val, "train": relative_error(predict(fit, task.Xtr), task.Ytr),
-            "test": relative_error(predict(fit, task.Xte), task.Yte)}
+            "test": relative_error(predict(fit, task.Xte), task.Yte), "retried": retried}

@@ -121,7 +121,9 @@ def singular_values(svals, ax=None, tol: float = 1e-7, title: str = "singular va
         x0 += s.size + 1
     ax.axhline(floor, color="tab:red", ls="--", lw=1, label=f"rank threshold ({tol:g} x largest)")
     ax.set_yscale("log")
-    ax.set(title=title, xlabel="index of the singular value (grouped by lifted matrix)",
+    xlabel = ("index of the singular value (0 = largest)" if len(svals) == 1 else
+              "index of the singular value (grouped by lifted matrix Z_j, largest first)")
+    ax.set(title=title, xlabel=xlabel,
            ylabel="singular value (same units as Z)")
     ax.legend(fontsize=8, loc="upper right")
     return ax

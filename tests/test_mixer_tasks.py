@@ -103,6 +103,7 @@ def test_select_and_score_keeps_the_best_validation_beta():
     best = fit_fno_layer(T.Xtr, T.Ytr, out["beta"])
     assert out["test"] == mt.relative_error(mt.predict(best, T.Xte), T.Yte)
     assert out["train"] == mt.relative_error(mt.predict(best, T.Xtr), T.Ytr)
+    assert out["retried"] == 0  # the closed-form FNO layer calls no solver
     with pytest.raises(ValueError, match="betas"):
         mt.select_and_score(lambda X, Y, b: fit_fno_layer(X, Y, b), T, [])
     with pytest.raises(ValueError, match="betas"):
@@ -112,3 +113,20 @@ def test_select_and_score_keeps_the_best_validation_beta():
 def test_display_names_cover_the_mixers():
     assert set(mt.NAMES) == {"attention", "mixer", "circulant", "spectral", "fno_layer"}
     assert "Mixer" in mt.NAMES["mixer"] and "Li" in mt.NAMES["fno_layer"]
+
+
+def test_quiet_solve_records_the_inaccurate_warning_and_shows_the_rest():
+    import warnings
+
+    def fit(x, warn):
+        if warn:
+            warnings.warn("Solution may be inaccurate. Try another solver", UserWarning, stacklevel=2)
+        warnings.warn("other", RuntimeWarning, stacklevel=2)
+        return 2 * x
+
+    for warn in (True, False):
+        with warnings.catch_warnings(record=True) as shown:
+            warnings.simplefilter("always")
+            out, retried = mt.quiet_solve(fit, 3, warn=warn)
+        assert out == 6 and retried is warn
+        assert [str(w.message) for w in shown] == ["other"]

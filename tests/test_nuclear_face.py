@@ -75,3 +75,27 @@ def test_bad_input_names_the_argument():
     fit = cal.convex.fit_self_attention(X, Y, 0.1, activation="gated_relu", n_gates=2)
     with pytest.raises(ValueError, match="activation"):
         fit.optimal_face()
+
+
+def test_thresholds_are_the_ones_unique_applies():
+    from cvxattn_lib.certificates import NuclearFace
+    face = NuclearFace(rank=2, dual_over_beta=np.array([1.0, 1.0, 0.8]), alignment=0.01,
+                       off_active=0.8, injectivity=1e-3)
+    assert face.thresholds() == {"margin": pytest.approx(0.1), "injectivity": 1e-6}
+    assert face.unique()                                  # margin 0.2 >= 0.1, 1e-3 > 1e-6
+    assert not face.unique(tol=1e-2)                      # injectivity 1e-3 below 1e-2
+    assert not face.unique(margin=0.25)                   # margin 0.2 below 0.25
+    worse = NuclearFace(rank=2, dual_over_beta=face.dual_over_beta, alignment=0.03,
+                        off_active=0.8, injectivity=1e-3)
+    assert worse.thresholds()["margin"] == pytest.approx(0.3) and not worse.unique()
+    with pytest.raises(ValueError, match="margin"):
+        face.thresholds(margin=-1.0)
+
+
+def test_rank_one_injectivity_is_one_trivially():
+    # rank 1: Delta is a 1 x 1 scalar, so the map has one column and the ratio is 1 whenever
+    # A(U W^T) != 0
+    M = np.diag([3.0, 0.5, 0.2])
+    Z = svt(M, 1.0)
+    face = nuclear_face(Z, Z - M, lambda W: W, 1.0)
+    assert face.rank == 1 and face.injectivity == 1.0

@@ -43,8 +43,14 @@ def test_explorer_is_drawn_at_the_default_beta(explorer, data):
     fits = explorer.solve(round(BETA0, 12))
     assert last["mixer_value"] == fits["mixer"].value
     assert last["spectral_value"] == fits["spectral"].value
-    for fit in fits.values():  # the drawn solutions are certified optima
-        assert abs(fit.certificate()["rel_gap"]) <= last["rel_gap"] < 1e-6
+    for key in ("mixer", "circulant", "spectral"):  # the drawn solutions are certified optima
+        gap = fits[key].certificate()["rel_gap"]
+        assert last["rel_gaps"][key] == gap and abs(gap) <= last["rel_gap"] < 1e-6
+    top = max(1.0, *(float(np.max(v)) for v in [fits["mixer"].singular_values()[0],
+                                                  fits["circulant"].singular_values()[0]]),
+              *(float(np.linalg.norm(R, 2)) for R in fits["spectral"].Z))
+    assert last["rank_threshold"] == pytest.approx(explorer.rank_rtol * top, rel=1e-12)
+    assert isinstance(last["retried"], tuple) and set(last["retried"]) <= {"mixer", "circulant", "spectral"}
     # the drawn ranks are those of the lifted matrices
     assert last["mixer_rank"] == numerical_rank(fits["mixer"].singular_values()[0])
     assert last["circulant_rank"] == numerical_rank(fits["circulant"].singular_values()[0])
@@ -139,3 +145,27 @@ def test_panels_and_status_use_the_true_model_names(explorer):
     import matplotlib.pyplot as plt
 
     plt.close(fig)
+
+
+def test_inaccurate_first_solves_are_recorded_not_printed(data, monkeypatch):
+    # a program whose first (tight) solve warns "Solution may be inaccurate" is listed in
+    # info['retried'] and the warning is not shown; any other warning still is
+    import warnings
+
+    import cvxattn_lib.widgets.mixer as wm
+
+    real = wm.fit_mixer
+
+    def noisy_fit_mixer(*args, **kwargs):
+        warnings.warn("Solution may be inaccurate. Try another solver", UserWarning, stacklevel=2)
+        warnings.warn("something else", RuntimeWarning, stacklevel=2)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(wm, "fit_mixer", noisy_fit_mixer)
+    with warnings.catch_warnings(record=True) as shown:
+        warnings.simplefilter("always")
+        explorer = cal.widgets.mixer_beta_explorer(*data, beta=BETA0)
+    assert "mixer" in explorer.last["retried"]
+    messages = [str(w.message) for w in shown]
+    assert "something else" in messages
+    assert not any("Solution may be inaccurate" in m for m in messages)

@@ -21,6 +21,7 @@ import numpy as np
 
 from ..convex import fit_fno, fit_mixer
 from ..convex.attention import _check
+from ..mixer_tasks import quiet_solve
 from .base import Explorer, log_slider
 
 NAMES = {"mixer": "bilinear mixing (Mixer-style)", "circulant": "circular convolution (shared kernels)",
@@ -45,7 +46,10 @@ class MixerExplorer(Explorer):
     ``last`` holds ``beta``, the optima ``mixer_value``, ``circulant_value``,
     ``spectral_value``, the ranks ``mixer_rank`` (heads), ``circulant_rank`` (kernels),
     ``spectral_modes`` (active rfft modes), ``spectral_rank`` (largest rank of a mode),
-    ``rel_gap`` (the largest certified relative gap of the three) and ``figure_sha1``;
+    ``rel_gap`` (the largest certified relative gap of the three), ``rel_gaps`` (each one),
+    ``rank_threshold`` (singular values above it count: ``rank_rtol`` times max(1, the largest)),
+    ``retried`` (the programs whose first, tight-tolerance solve ended inaccurate and was re-run)
+    and ``figure_sha1``;
     ``draws`` counts redraws; ``solve(beta)`` is cached.
     """
 
@@ -62,10 +66,19 @@ class MixerExplorer(Explorer):
         self._start([self.slider])
 
     def _solve(self, beta: float) -> dict:
-        """The three fits at ``beta``: ``{'mixer', 'circulant', 'spectral'}``."""
-        return {"mixer": fit_mixer(self.X, self.Y, beta),
-                "circulant": fit_fno(self.X, self.Y, beta, "circulant"),
-                "spectral": fit_fno(self.X, self.Y, beta, "spectral")}
+        """The three fits at ``beta``: ``{'mixer', 'circulant', 'spectral'}``, and ``'retried'``:
+        the programs whose first solve (tight tolerances) ended ``optimal_inaccurate``, so that
+        :func:`cvxattn_lib.cvxpy_solve.solve` re-ran them (CVXPY's "Solution may be inaccurate"
+        warning is recorded here instead of printed; the certificate of the final fit is what
+        says how close to the optimum it is)."""
+        fits, retried = {}, []
+        for key, fit in [("mixer", lambda: fit_mixer(self.X, self.Y, beta)),
+                         ("circulant", lambda: fit_fno(self.X, self.Y, beta, "circulant")),
+                         ("spectral", lambda: fit_fno(self.X, self.Y, beta, "spectral"))]:
+            fits[key], again = quiet_solve(fit)
+            if again:
+                retried.append(key)
+        return fits | {"retried": tuple(retried)}
 
     def values(self) -> dict:
         return {"beta": float(self.slider.value)}
@@ -121,7 +134,10 @@ class MixerExplorer(Explorer):
                 "circulant_rank": rank["circulant"],
                 "spectral_modes": int(sum(r > 0 for r in mode_ranks)),
                 "spectral_rank": int(max(mode_ranks)),
-                "rel_gap": max(abs(f.certificate()["rel_gap"]) for f in fits.values())}
+                "rel_gap": max(abs(fits[k].certificate()["rel_gap"]) for k in NAMES),
+                "rel_gaps": {k: fits[k].certificate()["rel_gap"] for k in NAMES},
+                "rank_threshold": threshold,
+                "retried": fits["retried"]}
         return fig, info
 
     def status_html(self, info: dict) -> str:
