@@ -71,3 +71,13 @@ def test_clustering_explorer_resolves_on_each_control():
     # above beta_max no gate carries a head: the explorer says so instead of failing
     e.slider.value = 1000.0
     assert e.last["active"] == 0 and e.last["n_heads"] == 0 and np.isnan(e.last["ari"])
+
+
+def test_planted_learned_legend_refuses_a_bad_cluster_count():
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots()
+    for bad in (0, 2.5, True):
+        with pytest.raises(ValueError, match="K must be a positive integer"):
+            cal.plots.planted_learned_legend(ax, bad)
+    plt.close(fig)
