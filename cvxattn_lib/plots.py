@@ -226,7 +226,7 @@ def planted_learned_legend(ax, K: int, loc: str = "upper left", anchor=(1.02, 1.
                      markeredgecolor="k", markersize=6, label=f"planted cluster {k}")
               for k in range(K)]
     colours = [Line2D([], [], ls="none", marker="s", markerfacecolor=f"C{k}", markeredgecolor="none",
-                      markersize=8, label=f"learned group ↔ cluster {k}") for k in range(K)]
+                      markersize=8, label=f"learned group matched to cluster {k}") for k in range(K)]
     first = ax.legend(handles=shapes, fontsize=7, title="marker shape: planted", title_fontsize=7,
                       loc=loc, bbox_to_anchor=anchor)
     ax.add_artist(first)
