@@ -222,3 +222,28 @@ def arrangement_2d(X: np.ndarray, ax=None, title: str | None = None):
            xlabel="first weight $w_1$ (direction only, a.u.)",
            ylabel="second weight $w_2$ (direction only, a.u.)")
     return ax
+
+
+def planted_learned_legend(ax, K: int, loc: str = "upper left", anchor=(1.02, 1.0)):
+    """Two keys for :func:`token_projection`, outside the axes: the marker *shape* of each planted
+    cluster drawn in grey (shape carries no colour), and the *colour* of each learned group (a
+    learned group takes the colour of the planted cluster most of its tokens belong to, per sample).
+    Replaces the single legend :func:`token_projection` draws; returns the two legends."""
+    from matplotlib.lines import Line2D
+
+    if isinstance(K, bool) or not isinstance(K, int | np.integer) or K < 1:
+        raise ValueError(f"K must be a positive integer (the number of planted clusters), got {K!r}")
+    if ax.get_legend() is not None:
+        ax.get_legend().remove()
+    markers = "osD^v<>p*h"
+    shapes = [Line2D([], [], ls="none", marker=markers[k % len(markers)], markerfacecolor="0.7",
+                     markeredgecolor="k", markersize=6, label=f"planted cluster {k}")
+              for k in range(K)]
+    colours = [Line2D([], [], ls="none", marker="s", markerfacecolor=f"C{k}", markeredgecolor="none",
+                      markersize=8, label=f"learned group matched to cluster {k}") for k in range(K)]
+    first = ax.legend(handles=shapes, fontsize=7, title="marker shape: planted", title_fontsize=7,
+                      loc=loc, bbox_to_anchor=anchor)
+    ax.add_artist(first)
+    second = ax.legend(handles=colours, fontsize=7, title="colour: learned group", title_fontsize=7,
+                       loc=loc, bbox_to_anchor=(anchor[0], anchor[1] - 0.45))
+    return first, second

@@ -206,3 +206,26 @@ def test_token_groups_and_ari_check_k_and_cluster_shape():
     # the same call with matching shapes works and returns an ARI in [-1, 1]
     ari = cl.clustering_ari(weights, "linear", X, np.zeros((2, 4), int), K=2)
     assert -1.0 <= ari <= 1.0
+
+
+def test_no_bilinear_content_score_adds_a_constant_offset():
+    # notebook 03's argument why linear attention without a constant channel cannot route by
+    # cluster: on noiseless content the K = 3 centres are 120 degrees apart, so content products
+    # are 1 within a cluster and -1/2 across, and the same-cluster indicator is 2/3 product + 1/3
+    # (an offset).  A bilinear score c_t^T A c_u cannot add one: the centres sum to zero, so the
+    # scores of a query to one token of each cluster sum to 0 for every A, where the indicator's sum is 1.
+    X, _, C = cl.routing_clusters(n=3, s=6, K=3, noise=0.0, values=1, seed=7)
+    centres = np.stack([X[0, C[0] == k, :2][0] for k in range(3)])
+    np.testing.assert_allclose(centres.sum(0), 0, atol=1e-14)
+    P = centres @ centres.T
+    np.testing.assert_allclose(P, np.where(np.eye(3, dtype=bool), 1.0, -0.5), atol=1e-14)
+    np.testing.assert_allclose(2 / 3 * P + 1 / 3, np.eye(3), atol=1e-14)
+    rng = np.random.default_rng(0)
+    for _ in range(5):
+        A = rng.standard_normal((2, 2))
+        np.testing.assert_allclose((centres @ A @ centres.T).sum(1), 0, atol=1e-12)
+    # with a constant channel appended the offset is one entry of W1, and the indicator is exact
+    Xc = np.concatenate([centres, np.ones((3, 1))], axis=1)
+    W = np.zeros((3, 3))
+    W[:2, :2], W[2, 2] = 2 / 3 * np.eye(2), 1 / 3
+    np.testing.assert_allclose(Xc @ W @ Xc.T, np.eye(3), atol=1e-14)

@@ -57,6 +57,27 @@ def test_clustering_explorer_resolves_on_each_control():
     fig, info = e.figure(**e.values())  # the static figure is the widget's
     assert info["ari"] == e.last["ari"]
     assert len(fig.axes) >= 2 and all(ax.get_title() for ax in fig.axes[:2])
+    # two keys: marker shapes in grey (planted), colours (learned) in a key of their own
+    from matplotlib.colors import to_rgba
+    from matplotlib.legend import Legend
+    keys = [a for a in fig.axes[1].get_children() if isinstance(a, Legend)]
+    assert sorted(k.get_title().get_text() for k in keys) == ["colour: learned group",
+                                                               "marker shape: planted"]
+    shape_key = next(k for k in keys if "shape" in k.get_title().get_text())
+    assert all(h.get_markerfacecolor() == "0.7" for h in shape_key.legend_handles)
+    colour_key = next(k for k in keys if "colour" in k.get_title().get_text())
+    assert [to_rgba(h.get_markerfacecolor()) for h in colour_key.legend_handles] == [
+        to_rgba(f"C{k}") for k in range(3)]
     # above beta_max no gate carries a head: the explorer says so instead of failing
     e.slider.value = 1000.0
     assert e.last["active"] == 0 and e.last["n_heads"] == 0 and np.isnan(e.last["ari"])
+
+
+def test_planted_learned_legend_refuses_a_bad_cluster_count():
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots()
+    for bad in (0, 2.5, True):
+        with pytest.raises(ValueError, match="K must be a positive integer"):
+            cal.plots.planted_learned_legend(ax, bad)
+    plt.close(fig)

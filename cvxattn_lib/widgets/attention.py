@@ -106,9 +106,8 @@ class ClusteringExplorer(Explorer):
             aff = clustering.attention_affinity(fit.weights(), "gated_relu", X)
             ari = clustering.mean_ari(groups, C)
             plots.token_projection(X[..., :2], groups, C, ax=axes[1],  # the content channels
-                                   title=f"learned groups (content channels), mean ARI = {ari:.2f}")
-            axes[1].legend(fontsize=7, title="marker: planted; colour: learned", title_fontsize=7,
-                           loc="upper left", bbox_to_anchor=(1.02, 1))
+                                   title=f"learned groups (content channels), mean ARI = {ari:.3f}")
+            plots.planted_learned_legend(axes[1], int(self.sizes["K"]))  # grey shapes, colour key
         plots.attention_map(aff[0], C[0], ax=axes[0],
                             title=f"sample 0: affinity (β = {beta:.3g}, {active} of {n_gates} gates used)")
         return fig, {"ari": ari, "active": active, "n_heads": fit.n_heads, "value": fit.value,
