@@ -101,7 +101,7 @@ def kmeans(P: np.ndarray, K: int, seed: int = 0, restarts: int = 8, iters: int =
 
 def spectral_clusters(affinity: np.ndarray, K: int, seed: int = 0) -> np.ndarray:
     r"""Cluster the nodes of one affinity matrix (s, s) into K groups: the K leading eigenvectors
-    of :math:`D^{-1/2}AD^{-1/2}`, rows normalised, then k-means (Ng, Jordan & Weiss 2002)."""
+    of :math:`D^{-1/2}AD^{-1/2}`, rows normalised, then k-means (Ng, Jordan & Weiss, NIPS 2001)."""
     A = as_float_array("affinity", affinity, 2)
     if A.shape[0] != A.shape[1]:
         raise ValueError(f"affinity must be a square matrix (s, s), got shape {A.shape}")

@@ -407,3 +407,38 @@ def test_seconds_per_iteration_reads_the_fista_history():
                               polish_iter=100, progress=False)
     with pytest.raises(ValueError, match="FISTA"):
         cal.solvers.seconds_per_iteration(bm)
+
+
+def test_cross_entropy_certificate_is_the_entropy_of_the_shifted_simplex_point():
+    """The library's cross-entropy certificate (notebook 06, step 3b) equals
+    sum_i H(t p_i + (1 - t) e_{y_i}) with t = min(1, beta / ||A*(P - E)||_2), computed here from the
+    mean-pooled design, and brackets CVXPY's optimum at every iterate."""
+    from scipy.special import logsumexp, softmax, xlogy
+
+    from cvxattn_lib.convex.attention import design
+
+    n, s, d, c, beta = 10, 3, 2, 3, 0.3
+    X, Y, _ = cal.toydata.attention_teacher(n=n, s=s, d=d, c=c, heads=1, noise=0.1, seed=3)
+    labels = Y.mean(axis=1).argmax(axis=1)
+    B = np.kron(np.eye(n), np.full((1, s), 1 / s)) @ design(X, None)
+    E = np.eye(c)[labels]
+    ref = cal.convex.fit_self_attention(X, labels, beta, loss="cross_entropy")
+    ref_cert = ref.certificate()
+    head = cal.solvers.HEADS["self_attention"].build(X, labels, "linear", None, None, 0, "cross_entropy",
+                                                     "cpu", torch.float64)
+    for iters in (1, 5, 50):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            fit = cal.solvers.fit_head("self_attention", X, labels, beta, loss="cross_entropy", tol=1e-12,
+                                       max_iter=iters, device="cpu", progress=False)
+        Z = np.asarray(fit.Z[0])
+        U = B @ Z.reshape(d**3, c)
+        P = softmax(U, axis=1)
+        t = min(1.0, beta / np.linalg.norm((B.T @ (P - E)).reshape(d * d, d * c), 2))
+        Q = t * P + (1 - t) * E
+        bound = -np.sum(xlogy(Q, Q))
+        value = np.sum(logsumexp(U, axis=1) - U[np.arange(n), labels]) + beta * np.linalg.norm(Z, "nuc")
+        ev = cal.solvers.evaluate(head, beta, Z=torch.as_tensor(Z[None]))
+        assert abs(ev.certificate.lower_bound - bound) <= 1e-12 * abs(ref.value)
+        assert abs(ev.value - value) <= 1e-12 * abs(ref.value)
+        assert bound <= ref.value * (1 + 1e-9) and value >= ref_cert["lower_bound"] * (1 - 1e-12)

@@ -161,9 +161,9 @@ def plot_sweep(results: dict, beta: float | None = None, axes=None):
         axes[0].semilogx(b, [100 * r["top1"] for r in rows], style, color=cmap(i % 10), label=h)
         if rows[0].get("units") is not None:
             axes[1].semilogx(b, [r["units"] for r in rows], style, color=cmap(i % 10), label=h)
-    axes[0].set(title="test accuracy against β", xlabel="β (weight decay, dimensionless)",
+    axes[0].set(title="test accuracy against β", xlabel="β (weight decay)",
                 ylabel="top-1 test accuracy (%)")
-    axes[1].set(title="rank of the convex solution against β", xlabel="β (weight decay, dimensionless)",
+    axes[1].set(title="units of the last iterate against β", xlabel="β (weight decay)",
                 ylabel="recovered units (neurons / heads / kernels)")
     axes[1].yaxis.set_major_locator(MaxNLocator(integer=True))  # units are counts
     handles, labels = axes[0].get_legend_handles_labels()

@@ -6,51 +6,10 @@ import numpy as np
 
 from ._base import Exercise, close, implement, number
 
-GIB = 2**30
-
-
 def _chance_top5() -> float:
     from ..cifar.data import N_CLASSES
 
     return 5 / N_CLASSES
-
-
-def _test_linear_logits(fn) -> tuple[bool, str]:
-    """Logits of the linear head on the token mean, against ``cifar.heads.LinearHead``."""
-    import torch
-
-    from ..cifar.heads import LinearHead
-
-    rng = np.random.default_rng(5)
-    for n, s, d, c in [(4, 3, 2, 5), (6, 16, 8, 100), (1, 1, 3, 2)]:
-        X, W = rng.standard_normal((n, s, d)), rng.standard_normal((d, c))
-        head = LinearHead(d, c)
-        with torch.no_grad():
-            head.W.copy_(torch.from_numpy(W))
-            want = head(torch.from_numpy(X).mean(dim=1)).numpy()
-        ok, message = close(fn(X, W), want, what=f"logits for X {X.shape}, W {W.shape}")
-        if not ok:
-            return ok, message
-    return True, "your logits equal LinearHead's on the token mean for three shapes"
-
-
-def lifted_entries(d: int, c: int) -> int:
-    """Entries of the lifted matrix Z (d^2, d c) of one linear attention head set, counted from the
-    library's design matrix (d^3 columns, one per row of Z reshaped to (d^3, c))."""
-    from ..convex.attention import design
-
-    return int(design(np.zeros((1, 1, d)), None).shape[1]) * c
-
-
-def _largest_dim(budget_bytes: int = GIB, c: int = 100, itemsize: int = 4) -> int:
-    """The largest d whose float32 Z for c classes fits in ``budget_bytes`` (bisection on d)."""
-    lo, hi = 1, 2
-    while lifted_entries(hi, c) * itemsize <= budget_bytes:
-        lo, hi = hi, 2 * hi
-    while hi - lo > 1:
-        mid = (lo + hi) // 2
-        lo, hi = (mid, hi) if lifted_entries(mid, c) * itemsize <= budget_bytes else (lo, mid)
-    return lo
 
 
 def _test_recovered_params(fn) -> tuple[bool, str]:
@@ -98,13 +57,69 @@ def _test_recover_heads(fn) -> tuple[bool, str]:
     return True, "your heads give back Z, are rank(Z) in number and pay exactly ||Z||_*"
 
 
+#: the small cross-entropy problem of ``05.beta_zero``
+BETA_ZERO_PROBLEM = dict(n=12, s=3, d=2, c=3, heads=1, noise=0.1, seed=5)
+
+
+def beta_zero_problem():
+    """``(X (n, s, d), labels (n,))`` of exercise ``05.beta_zero``: the inputs of
+    ``cal.toydata.attention_teacher(**BETA_ZERO_PROBLEM)``, each label the largest mean target."""
+    from .. import toydata
+
+    X, Y, _ = toydata.attention_teacher(**BETA_ZERO_PROBLEM)
+    return X, Y.mean(axis=1).argmax(axis=1)
+
+
+def _beta_zero() -> float:
+    r"""The smallest beta with Z* = 0 for linear self-attention with softmax cross-entropy on
+    mean-pooled logits: :math:`\|\mathcal A^*(\nabla L(0))\|_2` with :math:`\nabla L(0)=\tfrac1c\mathbf 1-E`
+    (Z = 0 is optimal iff :math:`-\mathcal A^*(\nabla L(0))\in\beta\,\partial\|0\|_*`, the spectral-norm
+    ball of radius beta), from the library's adjoint."""
+    import torch
+
+    from ..losses import loss_gradient
+    from ..solvers import HEADS, spectral_norms
+
+    X, labels = beta_zero_problem()
+    c = int(labels.max()) + 1
+    head = HEADS["self_attention"].build(X, labels, "linear", None, None, 0, "cross_entropy", "cpu",
+                                         torch.float64)
+    G = loss_gradient(np.zeros((labels.size, c)), labels, "cross_entropy")
+    return spectral_norms(head, torch.as_tensor(G)).value
+
+
+def _test_ce_bound(fn) -> tuple[bool, str]:
+    """The cross-entropy weak-duality bound sum_i H(t p_i + (1 - t) e_{y_i}), t = min(1, beta / s),
+    against ``cal.losses`` (``best_dual_scale`` and ``neg_conjugate``, what ``certify`` uses)."""
+    from scipy.special import softmax
+
+    from ..losses import best_dual_scale, loss_gradient, neg_conjugate
+
+    rng = np.random.default_rng(50)
+    for n, c, s, beta in [(5, 3, 4.0, 1.0), (8, 10, 0.5, 1.0), (3, 2, 2.0, 2.0), (6, 4, 10.0, 0.1)]:
+        U = 2.0 * rng.standard_normal((n, c))
+        labels = rng.integers(0, c, size=n)
+        P = softmax(U, axis=1)
+        G = loss_gradient(U, labels, "cross_entropy")
+        t = best_dual_scale(G, labels, "cross_entropy", beta / s)
+        want = neg_conjugate(t * G, labels, "cross_entropy")
+        ok, message = close(fn(P.copy(), labels.copy(), s, beta), want,
+                            what=f"the bound for n={n}, c={c}, s/beta={s / beta:g}")
+        if not ok:
+            return ok, message
+    return True, ("your bound equals the library's certificate for four problems (t = 1 and t < 1 "
+                  "both seen)")
+
+
 EXERCISES: dict[str, Exercise] = {
     "05.chance_top5": number(_chance_top5, "a random ranking puts the true class among its first 5 "
                                "of 100 with probability 5/100"),
-    "05.linear_logits": implement(_test_linear_logits, "average X over its token axis (axis 1), then "
-                                    "multiply by W: (n, d) @ (d, c)"),
-    "05.max_dim": number(_largest_dim, "Z is d^2 x dc, so it holds d^3 c numbers of 4 bytes; solve "
-                           "4 * 100 * d^3 <= 2^30 for the largest integer d, and check d + 1"),
+    "05.ce_bound": implement(_test_ce_bound, "t = min(1, beta / s); Q = t P + (1 - t) E (E the one-hot "
+                             "rows of the labels); the bound is the summed entropy -sum(Q log Q), "
+                             "with 0 log 0 = 0 (scipy.special.xlogy)"),
+    "05.beta_zero": number(_beta_zero, "Z = 0 is optimal iff ||A*(grad L(0))||_2 <= beta; at U = 0 the "
+                           "softmax is uniform, so grad L(0) = 1/c - E; A* of the mean-pooled head: "
+                           "cal.solvers.spectral_norms(head, G)"),
     "05.recovered_params": implement(_test_recovered_params, "each recovered head has W1 (d x d) and W2 "
                                        "(d x c), and a rank-r Z gives r heads"),
     "05.recover_heads": implement(_test_recover_heads, "SVD Z = U S V^T, keep the r non-zero singular "
@@ -113,4 +128,4 @@ EXERCISES: dict[str, Exercise] = {
 }
 
 #: the exercises that ask to derive, implement or predict-then-test
-DEEP = ("05.linear_logits", "05.max_dim", "05.recovered_params", "05.recover_heads")
+DEEP = ("05.ce_bound", "05.beta_zero", "05.recovered_params", "05.recover_heads")

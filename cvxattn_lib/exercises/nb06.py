@@ -55,20 +55,20 @@ def _test_fista_step(fn) -> tuple[bool, str]:
     for t in (1.0, 2.5):
         got, want = fn(Y.copy(), Zp.copy(), t, grad, L, 0.7), fista_step(Y, Zp, t, grad, L, 0.7)
         if not isinstance(got, tuple) or len(got) != 3:
-            return False, "return the tuple (Z, Y_next, t_next)"
-        for g, w, name in zip(got, want, ("Z", "Y_next", "t_next")):
+            return False, "return the tuple (Z, W_next, t_next)"
+        for g, w, name in zip(got, want, ("Z", "W_next", "t_next")):
             ok, msg = close(g, w, what=f"{name} (t = {t})")
             if not ok:
                 return ok, msg
-    return True, "one step from two states matches cal.solvers.fista_step (Z, Y_next and t_next)"
+    return True, "one step from two states matches cal.solvers.fista_step (Z, W_next and t_next)"
 
 
 EXERCISES: dict[str, Exercise] = {
     "06.svt": implement(_test_svt, "svd with full_matrices=False, subtract tau from the singular "
                         "values, clip at zero, multiply back: U @ diag(max(s - tau, 0)) @ Vt"),
-    "06.fista_step": implement(_test_fista_step, "Z = svt(Y - grad(Y) / L, beta / L); "
+    "06.fista_step": implement(_test_fista_step, "Z = svt(W - grad(W) / Lf, beta / Lf); "
                                "t_next = (1 + sqrt(1 + 4 t^2)) / 2; "
-                               "Y_next = Z + ((t - 1) / t_next) (Z - Z_prev)"),
+                               "W_next = Z + ((t - 1) / t_next) (Z - Z_prev)"),
     "06.certificate_at_zero": number(_certificate_at_zero, "at Z = 0 the residual is G = -Y and "
                                      "A*(G) = (B^T G) reshaped to (d^2, d c); t = min(1, beta / "
                                      "||A*(G)||_2); lower bound -L*(tG) = t ||Y||^2 - t^2 ||Y||^2 / 2"),
