@@ -322,6 +322,9 @@ def fista(head, beta: float, max_iter: int = 20000, tol: float = 1e-6, check_eve
     it = 0
     small = dev.type == "cpu" and smooth.quadratic and Z.numel() <= 2**20
     fast_prox = prox == "auto" and not head.complex
+    # round-off allowed in the sufficient-decrease test: float32 values carry ~1e-7 relative noise,
+    # which a 1e-13 slack turns into spurious step halvings (L grows until FISTA stalls)
+    slack = 1e-13 if head.Xt.dtype == torch.float64 else 64 * float(torch.finfo(head.Xt.dtype).eps)
     nuc = 0.0
     with one_thread(small):  # Gram iterations never touch the data: small matrices only
         for it in bar:
@@ -336,7 +339,7 @@ def fista(head, beta: float, max_iter: int = 20000, tol: float = 1e-6, check_eve
                 if smooth.quadratic:
                     ok = smooth.curvature(D) <= L * dd * (1 + 1e-12)
                 else:
-                    ok = smooth.f(Zn) <= fy + dot(gy, D) + 0.5 * L * dd + 1e-13 * max(abs(fy), 1.0)
+                    ok = smooth.f(Zn) <= fy + dot(gy, D) + 0.5 * L * dd + slack * max(abs(fy), 1.0)
                 if ok or dd == 0:
                     break
                 L *= 2.0
