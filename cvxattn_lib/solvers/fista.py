@@ -57,7 +57,17 @@ def svt(Z, tau: float):
 
 
 #: bound on eps (sigma_1 / tau)^2 up to which :func:`svt_gram` trusts the Gram route (else the SVD)
-GRAM_ACCURACY = 1e-8
+GRAM_ACCURACY = 1e-6
+
+
+def _svd_wide(A: torch.Tensor):
+    """Thin SVD of wide blocks A (P, p, q), p <= q: for q >= 2p by the QR of A^T (A = R^T Q^T) and the
+    SVD of the p x p factor, backward stable like the SVD of A and about twice as fast there."""
+    if A.shape[2] < 2 * A.shape[1]:
+        return torch.linalg.svd(A, full_matrices=False)
+    Q, R = torch.linalg.qr(A.transpose(1, 2))
+    U, s, Vh = torch.linalg.svd(R.transpose(1, 2))
+    return U, s, Vh @ Q.transpose(1, 2)
 
 
 def svt_gram(Z: torch.Tensor, tau: float, accuracy: float = GRAM_ACCURACY):
@@ -71,8 +81,9 @@ def svt_gram(Z: torch.Tensor, tau: float, accuracy: float = GRAM_ACCURACY):
     :math:`\|A\|_F\le\tau` are zero without any decomposition.  Computed in float64 whatever the
     input dtype.  The Gram squares the condition number: the relative error grows like
     :math:`\epsilon(\sigma_1/\tau)^2` (measured: 100x or more below it for sigma_1 / tau from 1e2 to
-    1e5, with a cluster of singular values at tau); blocks where that exceeds ``accuracy`` fall back
-    to the SVD.  Returns ``(SVT(Z), sum of its nuclear norms)``."""
+    1e5, with a cluster of singular values at tau: 1e-10 at 1e5); blocks where that exceeds
+    ``accuracy`` fall back to the SVD (of the p x p factor of a QR when q >= 2p).
+    Returns ``(SVT(Z), sum of its nuclear norms)``."""
     P, p, q = Z.shape
     if Z.is_complex():
         out = svt(Z, tau)
@@ -101,7 +112,7 @@ def svt_gram(Z: torch.Tensor, tau: float, accuracy: float = GRAM_ACCURACY):
             out[j] = (U * (1.0 - tau / sig)) @ (U.transpose(0, 1) @ A[j])
             nuc += float((sig - tau).sum())
         if fallback:
-            U, s_, Vh = torch.linalg.svd(A[fallback], full_matrices=False)
+            U, s_, Vh = _svd_wide(A[fallback])
             s_ = torch.clamp(s_ - tau, min=0.0)
             out[fallback] = (U * s_[:, None, :]) @ Vh
             nuc += float(s_.sum())
