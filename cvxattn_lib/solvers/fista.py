@@ -90,32 +90,33 @@ def svt_gram(Z: torch.Tensor, tau: float, accuracy: float = GRAM_ACCURACY):
         return out, float(torch.linalg.matrix_norm(to64(out), ord="nuc").sum())
     wide = p <= q
     A = (Z if wide else Z.transpose(1, 2)).to(torch.float64)
-    out = torch.zeros_like(A)
-    nuc = 0.0
-    fro2 = A.square().sum(dim=(1, 2))
-    active = torch.nonzero(fro2 > tau * tau).flatten().tolist()
-    if active:
-        Aa = A[active]
-        C = Aa @ Aa.transpose(1, 2)
-        eps = float(np.finfo(np.float64).eps)
-        fallback = []
-        lams, Us = torch.linalg.eigh(C)
-        for j, lam, U in zip(active, lams, Us):
-            keep = lam > tau * tau
-            if not bool(keep.any()):
-                continue
-            sig = lam[keep].sqrt()
-            if eps * (float(sig[-1]) / tau) ** 2 > accuracy:
-                fallback.append(j)
-                continue
-            U = U[:, keep]
-            out[j] = (U * (1.0 - tau / sig)) @ (U.transpose(0, 1) @ A[j])
-            nuc += float((sig - tau).sum())
-        if fallback:
-            U, s_, Vh = _svd_wide(A[fallback])
-            s_ = torch.clamp(s_ - tau, min=0.0)
-            out[fallback] = (U * s_[:, None, :]) @ Vh
-            nuc += float(s_.sum())
+    fro2 = torch.linalg.vector_norm(A, dim=(1, 2)) ** 2
+    act = fro2 > tau * tau
+    n_act = int(act.sum())
+    if n_act == 0:
+        return torch.zeros_like(Z), 0.0
+    Aa = A if n_act == P else A[act]  # no copy when every block is active
+    lam, U = torch.linalg.eigh(Aa @ Aa.transpose(1, 2))  # ascending
+    k = int((lam > tau * tau).sum(dim=1).max())
+    if k == 0:
+        return torch.zeros_like(Z), 0.0
+    lam, U = lam[:, -k:], U[:, :, -k:]  # the k largest: every sigma > tau of every block
+    sig = lam.clamp(min=tau * tau).sqrt()  # sigma <= tau get weight 0 below
+    res = (U * (1.0 - tau / sig)[:, None, :]) @ (U.transpose(1, 2) @ Aa)
+    nuc_b = (sig - tau).sum(dim=1)
+    eps = float(np.finfo(np.float64).eps)
+    bad = eps * (sig[:, -1] / tau) ** 2 > accuracy  # the Gram would be inaccurate: SVD instead
+    if bool(bad.any()):
+        Ub, sb, Vb = _svd_wide(Aa[bad])
+        sb = torch.clamp(sb - tau, min=0.0)
+        res[bad] = (Ub * sb[:, None, :]) @ Vb
+        nuc_b[bad] = sb.sum(dim=1)
+    nuc = float(nuc_b.sum())
+    if n_act == P:
+        out = res
+    else:
+        out = torch.zeros_like(A)
+        out[act] = res
     out = out if wide else out.transpose(1, 2)
     return out.to(Z.dtype), nuc
 
@@ -143,7 +144,8 @@ def to64(t: torch.Tensor) -> torch.Tensor:
 
 def dot(a: torch.Tensor, b: torch.Tensor) -> float:
     """Real inner product Re sum conj(a) b (the one autograd's complex gradients use)."""
-    return float((a.conj() * b).real.sum()) if a.is_complex() else float((a * b).sum())
+    a, b = a.reshape(-1), b.reshape(-1)  # one BLAS dot, no temporary
+    return float(torch.vdot(a, b).real) if a.is_complex() else float(torch.dot(a, b))
 
 
 class _Autograd:
@@ -341,10 +343,11 @@ def fista(head, beta: float, max_iter: int = 20000, tol: float = 1e-6, check_eve
         for it in bar:
             fy, gy = smooth.f_grad(Yk)
             while True:
+                step = torch.add(Yk, gy, alpha=-1.0 / L)  # Y - grad / L, one pass
                 if fast_prox:
-                    Zn, nuc_n = svt_gram(Yk - gy / L, beta / L)
+                    Zn, nuc_n = svt_gram(step, beta / L)
                 else:
-                    Zn = svt(Yk - gy / L, beta / L)
+                    Zn = svt(step, beta / L)
                 D = Zn - Yk
                 dd = dot(D, D)
                 if smooth.quadratic:
@@ -354,11 +357,12 @@ def fista(head, beta: float, max_iter: int = 20000, tol: float = 1e-6, check_eve
                 if ok or dd == 0:
                     break
                 L *= 2.0
-            momentum = dot(Yk - Zn, Zn - Z) <= 0  # adaptive restart otherwise
+            dZ = Zn - Z
+            momentum = dot(D, dZ) >= 0  # <Y - Z+, Z+ - Z> <= 0; adaptive restart otherwise
             restarts += not momentum
             tk = tk if momentum else 1.0
             t_next = 0.5 * (1 + np.sqrt(1 + 4 * tk * tk))
-            Yk = Zn + ((tk - 1) / t_next) * (Zn - Z) if momentum else Zn.clone()
+            Yk = torch.add(Zn, dZ, alpha=(tk - 1) / t_next) if momentum else Zn.clone()
             Z, tk = Zn, t_next
             if fast_prox:
                 nuc = nuc_n
