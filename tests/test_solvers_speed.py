@@ -238,3 +238,55 @@ def test_float32_design_path_keeps_a_float64_certificate():
     assert again.value == pytest.approx(f32.value, rel=1e-12)
     assert again.certificate.lower_bound == pytest.approx(f32.lower_bound, rel=1e-12)
     assert f32.lower_bound <= f64.value * (1 + 1e-12) and f64.lower_bound <= f32.value * (1 + 1e-12)
+
+
+def _token0(base):
+    class Token0(base):
+        """Logits = token 0's outputs (a read-out other than the mean)."""
+
+        def _out(self, out):
+            return out[:, 0] if self.loss == "cross_entropy" else super()._out(out)
+    return Token0
+
+
+@pytest.mark.parametrize("base", [cal.solvers.MixerTorchHead, cal.solvers.AttentionHead])
+def test_design_follows_a_subclass_read_out(base):
+    """A head that reads token 0 instead of the mean gets the design of that read-out (read off its
+    own _out): same steps and optimum as the reference path."""
+    kind = "test_token0_" + base.__name__
+    cal.solvers.register_head(kind)(_token0(base))
+    try:
+        X, Y = tokens(9, n=14, s=4, d=2, c=3)
+        head = cal.solvers.HEADS[kind].build(X, Y, "gated_relu", None, 2, 0, "cross_entropy", "cpu",
+                                             torch.float64)
+        np.testing.assert_array_equal(head.readout_weights().numpy(), [1.0, 0, 0, 0])
+        Z = torch.randn(*head.shape, generator=torch.Generator().manual_seed(2), dtype=torch.float64)
+        np.testing.assert_allclose((head.stacked_design() @ Z.reshape(-1, head.out_columns())).numpy(),
+                                   head.predict(Z).numpy(), rtol=1e-12, atol=1e-12)
+        common = dict(activation="gated_relu", n_gates=2, loss="cross_entropy", device="cpu",
+                      tol=1e-9, max_iter=50000, progress=False)
+        fast = cal.solvers.fit_head_fraction(kind, X, Y, 0.2, **common)
+        ref = cal.solvers.fit_head_fraction(kind, X, Y, 0.2, **common, **REFERENCE)
+        assert fast.info["design"] and fast.converged and ref.converged
+        assert abs(fast.value - ref.value) <= MATCH * ref.value
+    finally:
+        cal.solvers.HEADS.pop(kind)
+
+
+def test_a_design_that_is_not_the_forward_map_is_refused():
+    """design='auto' falls back to autograd (and still certifies); design=True names the problem."""
+    class Wrong(cal.solvers.MixerTorchHead):
+        def pooled_design(self, idx=None):
+            return 2.0 * super().pooled_design(idx)
+
+    cal.solvers.register_head("test_wrong_design")(Wrong)
+    try:
+        X, Y = tokens(10)
+        kw = dict(activation="gated_relu", n_gates=2, loss="cross_entropy", device="cpu",
+                  progress=False, tol=1e-8, max_iter=50000)
+        fit = cal.solvers.fit_head("test_wrong_design", X, Y, 0.1, **kw)
+        assert not fit.info["design"] and fit.converged and fit.rel_gap <= 1e-8
+        with pytest.raises(ValueError, match="does not reproduce its forward map"):
+            cal.solvers.fit_head("test_wrong_design", X, Y, 0.1, design=True, **kw)
+    finally:
+        cal.solvers.HEADS.pop("test_wrong_design")

@@ -188,6 +188,22 @@ class _Design:
         self.Y = head.targets()
         self.c = head.out_columns()
         self.loss = head.loss
+        self._check()
+
+    def _check(self):
+        """The design must be the head's map: compared with ``head.forward`` at a random Z on the
+        first samples (a subclass that changes the read-out without its design is caught here)."""
+        h = self.head
+        gen = torch.Generator().manual_seed(0)
+        Z = torch.randn(h.shape, generator=gen, dtype=torch.float64).to(self.B.device, self.B.dtype)
+        idx = slice(0, min(h.n, 4))
+        with torch.no_grad():
+            want = h.forward(Z, idx)
+            got = self.B[:want.shape[0]] @ Z.reshape(-1, self.c)
+        tol = 1e-9 if self.B.dtype == torch.float64 else 1e-4
+        if float((got - want).abs().max()) > tol * max(float(want.abs().max()), 1.0):
+            raise ValueError(f"the stacked design of head {h.kind!r} does not reproduce its forward "
+                             "map (a read-out without a matching design?); use design=False")
 
     def out(self, W):
         return self.B @ W.reshape(-1, self.c)
@@ -309,13 +325,23 @@ def fista(head, beta: float, max_iter: int = 20000, tol: float = 1e-6, check_eve
                          "use gram=False or 'auto' for cross-entropy")
     if prox not in ("auto", "svd"):
         raise ValueError(f"prox must be 'auto' or 'svd', got {prox!r}")
-    if design == "auto":
+    auto_design = design == "auto"
+    if auto_design:
         design = not gram and not head.complex and head.design_entries() <= design_limit
     if design and head.complex:
         raise ValueError("design=True needs a real head (the spectral FNO head has no real "
                          "design); use design=False or 'auto'")
-    smooth = (_Quadratic(head, batch_size) if gram else _Design(head, batch_size) if design
-              else _Autograd(head, batch_size))
+    smooth = None
+    if gram:
+        smooth = _Quadratic(head, batch_size)
+    elif design:
+        try:
+            smooth = _Design(head, batch_size)
+        except (ValueError, NotImplementedError):
+            if not auto_design:
+                raise
+            design = False  # 'auto': the head's own forward map, by autograd
+    smooth = smooth or _Autograd(head, batch_size)
     zd = head.zdtype()
     if Z0 is None and zero_test:  # Z = 0 optimal iff max_j ||grad_j f(0)||_2 <= beta: no iterations
         g0 = smooth.f_grad(torch.zeros(head.shape, dtype=zd, device=dev))[1]

@@ -108,10 +108,18 @@ class ConvexHead(nn.Module):
         B = self.pooled_design(idx) if self.pools else self.design(idx)
         return B.permute(1, 0, 2)
 
+    def readout_weights(self) -> torch.Tensor:
+        """(s,) weights w of a pooled head's read-out, logits = sum_t w_t (token t's outputs), read
+        off :meth:`_out` itself (1/s each for the mean; a subclass reading token 0 gives e_0)."""
+        eye = torch.eye(self.s, dtype=self.Xt.dtype, device=self.Xt.device)
+        return self._out(eye[None])[0]
+
     def pooled_design(self, idx=None) -> torch.Tensor:
-        """Token mean of :meth:`design` (P, b, m); heads override it to skip the token rows."""
+        """The read-out of :meth:`design` over the tokens (P, b, m); heads override it to skip the
+        token rows."""
         B = self.design(idx)
-        return B.reshape(B.shape[0], -1, self.s, B.shape[-1]).mean(dim=2)
+        B = B.reshape(B.shape[0], -1, self.s, B.shape[-1])
+        return torch.einsum("pbsm,s->pbm", B, self.readout_weights().to(B.dtype))
 
     def design_entries(self) -> int:
         """Entries of the stacked design (rows, P m) that :meth:`stacked_design` would build."""
@@ -310,16 +318,18 @@ class AttentionHead(ConvexHead):
         return self.loss == "cross_entropy"
 
     def pooled_design(self, idx=None):
-        r"""(P, b, d^3): :math:`\tfrac1s\sum_t X[t,a]\,\Gamma_t[k,l]` at column (a, k, l)."""
+        r"""(P, b, d^3): :math:`\sum_t w_t X[t,a]\,\Gamma_t[k,l]` at column (a, k, l), w the
+        read-out weights (1/s: the token mean)."""
         i = _idx(idx)
         X = self.Xt[i]
         d = self.d
+        w = self.readout_weights().to(X.dtype)
         if self.Mt is None:
             gram = torch.einsum("nuk,nul->nkl", X, X)
-            out = torch.einsum("na,nkl->nakl", X.mean(dim=1), gram)[None]
+            out = torch.einsum("na,nkl->nakl", torch.einsum("nta,t->na", X, w), gram)[None]
         else:
             gam = torch.einsum("pntu,nuk,nul->pntkl", self.Mt[:, i].to(X.dtype), X, X)
-            out = torch.einsum("nta,pntkl->pnakl", X, gam) / self.s
+            out = torch.einsum("nta,pntkl,t->pnakl", X, gam, w)
         return out.reshape(out.shape[0], X.shape[0], d**3)
 
     def forward(self, Z, idx=None):
@@ -464,11 +474,12 @@ class MixerTorchHead(_TokenHead):
         return torch.einsum("tq,pnta,nua->pntqua", eye, M, X).reshape(self.shape[0], -1, s * s * self.d)
 
     def pooled_design(self, idx=None):
-        r"""(P, b, s^2 d): :math:`\tfrac1s M[t,a]X[u,a]` at column (t, u, a)."""
+        r"""(P, b, s^2 d): :math:`w_t M[t,a]X[u,a]` at column (t, u, a), w the read-out weights
+        (1/s: the token mean)."""
         i = _idx(idx)
         X = self.Xt[i]
         M = self._mask(i, X.dtype, X.shape[0])
-        out = torch.einsum("pnta,nua->pntua", M, X) / self.s
+        out = torch.einsum("pnta,nua,t->pntua", M, X, self.readout_weights().to(X.dtype))
         return out.reshape(out.shape[0], X.shape[0], -1)
 
     def forward_factored(self, U, V, idx=None):
