@@ -56,6 +56,8 @@ class HeadFit:
     _Z: torch.Tensor | None = field(repr=False, default=None)
     _factors: tuple | None = field(repr=False, default=None)
     rank_tol: float = 1e-7
+    beta_max: float | None = None  # the smallest beta with Z = 0 optimal (fit_head_fraction)
+    beta_fraction: float | None = None  # beta / beta_max (fit_head_fraction)
 
     @property
     def gates(self) -> np.ndarray:
@@ -273,3 +275,58 @@ def fit_head(kind: str, X, Y, beta, method: str = "fista", device=None, activati
                    certificate=c, head=head64, history=out["history"],
                    stationary_bound=out["info"].get("stationary_bound"), info=info,
                    _Z=out.get("Zt"), _factors=out.get("factors"))
+
+
+def beta_max(kind: str, X, Y, device=None, activation: str | None = None, gates=None, n_gates=None,
+             seed: int = 0, loss: str = "squared", batch_size: int | None = None, **power) -> float:
+    r"""The head's beta_max: the smallest beta at which Z = 0 is optimal,
+    :math:`\max_j\|\mathcal{A}_j^*(\nabla L(0))\|_2` (float64; the exact largest singular value by
+    SVD when :math:`\mathcal{A}^*` fits in ``explicit_limit`` entries, see
+    :func:`.certify.beta_max`).  Arguments as :func:`fit_head` (same gates for the same seed);
+    ``power``: ``explicit_limit``, ``power_iter``, ``power_tol``, ``block``."""
+    head = _build_head(kind, X, Y, device, activation, gates, n_gates, seed, loss)
+    return _beta_max_of(head, batch_size, power)
+
+
+def _build_head(kind, X, Y, device, activation, gates, n_gates, seed, loss):
+    kind = choice("kind", kind, tuple(HEADS))
+    seed = seed_value("seed", seed)
+    loss = choice("loss", loss, ("squared", "cross_entropy"))
+    cls = HEADS[kind]
+    activation = cls.DEFAULT_ACTIVATION if activation is None else activation
+    return cls.build(X, Y, activation, gates, n_gates, seed, loss, pick_device(device), torch.float64)
+
+
+def _beta_max_of(head, batch_size, power) -> float:
+    from .certify import beta_max as head_beta_max
+
+    with cpu_threads_for(int(np.prod(head.shape)) * head.n, head.Xt.device):
+        bm = head_beta_max(head, batch_size, **power)
+    if bm.method != "svd":
+        warnings.warn(f"beta_max by power iteration (relative change {bm.rel_change:.1e}): a lower "
+                      "bound on the exact value; raise explicit_limit for the SVD", RuntimeWarning,
+                      stacklevel=3)
+    return bm.value
+
+
+def fit_head_fraction(kind: str, X, Y, beta_fraction, method: str = "fista", device=None,
+                      activation: str | None = None, gates=None, n_gates=None, seed: int = 0,
+                      loss: str = "squared", **options) -> HeadFit:
+    """:func:`fit_head` at beta = ``beta_fraction`` x the head's own :func:`beta_max` (the glmnet
+    lambda / lambda_max convention: one fraction means the same for every head, whose beta_max
+    differ by orders of magnitude).  ``beta_fraction`` > 0; at >= 1 the solution is Z = 0.  The
+    result records ``beta`` (absolute), ``beta_max`` and ``beta_fraction``.  Other arguments and
+    options as :func:`fit_head` (``batch_size``, ``explicit_limit``, ... also serve beta_max)."""
+    beta_fraction = positive_scalar("beta_fraction", beta_fraction)
+    head = _build_head(kind, X, Y, device, activation, gates, n_gates, seed, loss)
+    power = {k: options[k] for k in ("power_iter", "power_tol", "block", "explicit_limit")
+             if k in options}
+    bmax = _beta_max_of(head, options.get("batch_size"), power)
+    if bmax <= 0:
+        raise ValueError(f"beta_max is {bmax:g} for this data (the gradient at Z = 0 vanishes: Z = 0 "
+                         "is optimal for every beta); pass an absolute beta to fit_head instead")
+    fit = fit_head(kind, X, Y, beta_fraction * bmax, method=method, device=device,
+                   activation=activation, gates=gates, n_gates=n_gates, seed=seed, loss=loss,
+                   **options)
+    fit.beta_max, fit.beta_fraction = bmax, beta_fraction
+    return fit

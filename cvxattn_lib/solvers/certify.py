@@ -146,3 +146,23 @@ def evaluate(head64, beta: float, Z=None, factors=None, batch_size=None, **power
 
     cert = certify(value, P, Y, head64.loss, beta, dual_norm_of)
     return Evaluation(value, cert, box["dual"], P)
+
+
+def zero_gradient(head64, batch_size=None) -> torch.Tensor:
+    r""":math:`\nabla L(0)` in the rows of ``head64.forward`` (float64): :math:`-Y` for the squared
+    loss, :math:`\tfrac1c\mathbf 1-e_y` (softmax of zero logits minus one-hot) for cross-entropy."""
+    from ..losses import loss_gradient
+
+    rows = head64.targets().shape[0]
+    zero = np.zeros((rows, head64.out_columns()))
+    return torch.as_tensor(loss_gradient(zero, head64.Y_rows(), head64.loss), device=head64.Xt.device)
+
+
+def beta_max(head64, batch_size=None, **power) -> DualNorm:
+    r"""The smallest beta at which Z = 0 is optimal: :math:`\beta_{\max}=\max_j
+    \|\mathcal{A}_j^*(\nabla L(0))\|_2` (0 is optimal iff :math:`-\nabla f(0)` lies in
+    :math:`\beta` times the unit ball of the dual norm, the largest spectral norm over the gates).
+    Exact (batched SVD of the explicit blocks, float64) up to ``explicit_limit`` entries; beyond,
+    block power iteration (``method='power'``, from below, to ``power_tol``).  The glmnet
+    convention: beta given as a fraction of beta_max means the same for every head."""
+    return spectral_norms(head64, zero_gradient(head64, batch_size), batch_size, **power)

@@ -56,9 +56,96 @@ def svt(Z, tau: float):
     return (U * torch.clamp(s - tau, min=0.0)[:, None, :]) @ Vh
 
 
+#: bound on eps (sigma_1 / tau)^2 up to which :func:`svt_gram` trusts the Gram route (else the SVD)
+GRAM_ACCURACY = 1e-6
+
+
+def _svd_wide(A: torch.Tensor):
+    """Thin SVD of wide blocks A (P, p, q), p <= q: for q >= 2p by the QR of A^T (A = R^T Q^T) and the
+    SVD of the p x p factor, backward stable like the SVD of A and about twice as fast there."""
+    if A.shape[2] < 2 * A.shape[1]:
+        return torch.linalg.svd(A, full_matrices=False)
+    Q, R = torch.linalg.qr(A.transpose(1, 2))
+    U, s, Vh = torch.linalg.svd(R.transpose(1, 2))
+    return U, s, Vh @ Q.transpose(1, 2)
+
+
+def svt_gram(Z: torch.Tensor, tau: float, accuracy: float = GRAM_ACCURACY):
+    r"""The same prox as :func:`svt` without a full SVD, and the nuclear norm of the result.
+
+    Per block, with :math:`A=Z_j` taken on its short side (:math:`p\le q`):
+    :math:`\operatorname{SVT}_\tau(A)=U_k\,\mathrm{diag}(1-\tau/\sigma_k)\,U_k^\top A` where
+    :math:`(\sigma_k^2, U_k)` are the eigenpairs of :math:`AA^\top` with :math:`\sigma_k>\tau`
+    (since :math:`V^\top=\Sigma^{-1}U^\top A`): one Gram product and the eigendecomposition of
+    a p x p matrix, several times cheaper than the SVD of the p x q block.  Blocks with
+    :math:`\|A\|_F\le\tau` are zero without any decomposition.  Computed in float64 whatever the
+    input dtype.  The Gram squares the condition number: the relative error grows like
+    :math:`\epsilon(\sigma_1/\tau)^2` (measured: 100x or more below it for sigma_1 / tau from 1e2 to
+    1e5, with a cluster of singular values at tau: 1e-10 at 1e5); blocks where that exceeds
+    ``accuracy`` fall back to the SVD (of the p x p factor of a QR when q >= 2p).
+    Returns ``(SVT(Z), sum of its nuclear norms)``."""
+    P, p, q = Z.shape
+    if Z.is_complex():
+        out = svt(Z, tau)
+        return out, float(torch.linalg.matrix_norm(to64(out), ord="nuc").sum())
+    wide = p <= q
+    A = (Z if wide else Z.transpose(1, 2)).to(torch.float64)
+    fro2 = torch.linalg.vector_norm(A, dim=(1, 2)) ** 2
+    act = fro2 > tau * tau
+    n_act = int(act.sum())
+    if n_act == 0:
+        return torch.zeros_like(Z), 0.0
+    Aa = A if n_act == P else A[act]  # no copy when every block is active
+    lam, U = torch.linalg.eigh(Aa @ Aa.transpose(1, 2))  # ascending
+    k = int((lam > tau * tau).sum(dim=1).max())
+    if k == 0:
+        return torch.zeros_like(Z), 0.0
+    lam, U = lam[:, -k:], U[:, :, -k:]  # the k largest: every sigma > tau of every block
+    sig = lam.clamp(min=tau * tau).sqrt()  # sigma <= tau get weight 0 below
+    res = (U * (1.0 - tau / sig)[:, None, :]) @ (U.transpose(1, 2) @ Aa)
+    nuc_b = (sig - tau).sum(dim=1)
+    eps = float(np.finfo(np.float64).eps)
+    bad = eps * (sig[:, -1] / tau) ** 2 > accuracy  # the Gram would be inaccurate: SVD instead
+    if bool(bad.any()):
+        Ub, sb, Vb = _svd_wide(Aa[bad])
+        sb = torch.clamp(sb - tau, min=0.0)
+        res[bad] = (Ub * sb[:, None, :]) @ Vb
+        nuc_b[bad] = sb.sum(dim=1)
+    nuc = float(nuc_b.sum())
+    if n_act == P:
+        out = res
+    else:
+        out = torch.zeros_like(A)
+        out[act] = res
+    out = out if wide else out.transpose(1, 2)
+    return out.to(Z.dtype), nuc
+
+
+def spectral_upper(G: torch.Tensor) -> float:
+    r"""An upper bound on :math:`\max_j\|G_j\|_2` (float64): the largest eigenvalue of the short-side
+    Gram :math:`G_jG_j^\top`, plus a bound on its round-off (:math:`2k\epsilon\|G_j\|_F^2`: the
+    product and the symmetric eigensolver are backward stable), square-rooted.  Never below the
+    exact value, above it by a relative :math:`O(k\epsilon)`."""
+    G = to64(G)
+    if G.is_complex():
+        return float(torch.linalg.matrix_norm(G, ord=2).max())
+    if G.shape[1] > G.shape[2]:
+        G = G.transpose(1, 2)
+    k = G.shape[1]
+    C = G @ G.transpose(1, 2)
+    lam = torch.linalg.eigvalsh(C)[:, -1]
+    pad = 2.0 * (k + G.shape[2]) * float(np.finfo(np.float64).eps) * G.square().sum(dim=(1, 2))
+    return float((lam.clamp(min=0) + pad).sqrt().max())
+
+
+def to64(t: torch.Tensor) -> torch.Tensor:
+    return t.to(torch.complex128 if t.is_complex() else torch.float64)
+
+
 def dot(a: torch.Tensor, b: torch.Tensor) -> float:
     """Real inner product Re sum conj(a) b (the one autograd's complex gradients use)."""
-    return float((a.conj() * b).real.sum()) if a.is_complex() else float((a * b).sum())
+    a, b = a.reshape(-1), b.reshape(-1)  # one BLAS dot, no temporary
+    return float(torch.vdot(a, b).real) if a.is_complex() else float(torch.dot(a, b))
 
 
 class _Autograd:
@@ -84,6 +171,74 @@ class _Autograd:
             g += gb
             total += float(fb.detach())
         return total, g
+
+
+class _Design:
+    r"""f = L(B w) through the stacked design B (rows, P m) built once (:meth:`~.heads.ConvexHead.
+    stacked_design`), with the loss gradient written out: an iteration costs two products with B
+    and never recomputes the data products (gate masks times tokens, per-token Grams) that do not
+    depend on Z.  Any loss; real heads whose design fits in ``design_limit`` entries."""
+
+    quadratic = False
+
+    def __init__(self, head, batch_size):
+        self.head = head
+        self.B = head.stacked_design(batch_size)
+        self.shape = head.shape
+        self.Y = head.targets()
+        self.c = head.out_columns()
+        self.loss = head.loss
+        self._check()
+
+    def _check(self):
+        """The design must be the head's map: compared with ``head.forward`` at a random Z on the
+        first samples (a subclass that changes the read-out without its design is caught here)."""
+        h = self.head
+        gen = torch.Generator().manual_seed(0)
+        Z = torch.randn(h.shape, generator=gen, dtype=torch.float64).to(self.B.device, self.B.dtype)
+        idx = slice(0, min(h.n, 4))
+        with torch.no_grad():
+            want = h.forward(Z, idx)
+            got = self.B[:want.shape[0]] @ Z.reshape(-1, self.c)
+        tol = 1e-9 if self.B.dtype == torch.float64 else 1e-4
+        if float((got - want).abs().max()) > tol * max(float(want.abs().max()), 1.0):
+            raise ValueError(f"the stacked design of head {h.kind!r} does not reproduce its forward "
+                             "map (a read-out without a matching design?); use design=False")
+
+    def out(self, W):
+        return self.B @ W.reshape(-1, self.c)
+
+    def _loss_grad(self, U):
+        """L(U) (a sum) and dL/dU, explicitly."""
+        if self.loss == "squared":
+            R = U - self.Y
+            return float(0.5 * R.square().sum()), R
+        lse = torch.logsumexp(U, dim=1)
+        rows = torch.arange(U.shape[0], device=U.device)
+        value = float((lse - U[rows, self.Y]).sum())
+        G = torch.exp(U - lse[:, None])
+        G[rows, self.Y] -= 1.0
+        return value, G
+
+    def f(self, W):
+        return self._loss_grad(self.out(W))[0]
+
+    def f_grad(self, W):
+        value, G = self._loss_grad(self.out(W))
+        return value, (self.B.transpose(0, 1) @ G).reshape(self.shape)
+
+    def rel_gap(self, W, beta, nuc):
+        """The weak-duality gap of :mod:`.certify` at W (nuclear norm ``nuc`` known from the prox),
+        in the head's dtype: the stopping test (the returned certificate is recomputed exactly)."""
+        from ..certificates import certify
+
+        U = self.out(W).to(torch.float64)
+        Y = self.Y.cpu().numpy() if self.loss == "cross_entropy" else self.Y.double().cpu().numpy()
+        value, G = self._loss_grad(U)
+        g = (self.B.transpose(0, 1).to(torch.float64) @ G).reshape(self.shape)
+        s = spectral_upper(g)
+        c = certify(value + beta * nuc, U.cpu().numpy(), Y, self.loss, beta, lambda V: s)
+        return c.rel_gap, c.value
 
 
 class _Quadratic:
@@ -127,14 +282,36 @@ class _Quadratic:
         return (value - lower) / max(abs(value), 1e-300)
 
 
+#: entries of the stacked design (rows x P m) up to which FISTA builds it (``design='auto'``)
+DESIGN_LIMIT = 2**25
+
+
 def fista(head, beta: float, max_iter: int = 20000, tol: float = 1e-6, check_every: int = 10,
           L0: float = 1.0, shrink: float = 0.9, Z0=None, batch_size=None, gram="auto",
-          progress: bool = True, head64=None, **power) -> dict:
+          progress: bool = True, head64=None, design="auto", prox: str = "auto",
+          design_limit: int = DESIGN_LIMIT, zero_test: bool = True, **power) -> dict:
     """Run FISTA on ``head`` (its dtype and device); returns a dict for :class:`.api.HeadFit`.
 
-    ``gram``: use the Gram blocks (squared loss only; ``'auto'``: when P m <= 4096) so that an
-    iteration costs nothing per sample; the stopping test then uses the same certificate computed
-    from Gram quantities, and the returned certificate is recomputed on the data in float64.
+    How f and its gradient are computed, the first that applies:
+
+    * ``gram``: the Gram blocks (squared loss only; ``'auto'``: when P m <= 4096), so that an
+      iteration costs nothing per sample; the stopping test uses the same certificate computed
+      from Gram quantities;
+    * ``design``: the stacked design B (rows, P m), built once (``'auto'``: real heads whose B has
+      at most ``design_limit`` entries): two products with B per gradient, the data products
+      (gate masks times tokens, per-token Grams) never recomputed; the stopping test is the
+      certificate from B, with the dual norm bounded from above (:func:`spectral_upper`);
+    * else autograd through ``head.forward`` over sample batches, the stopping test
+      :func:`.certify.evaluate` on the float64 head.
+
+    ``zero_test``: first check whether Z = 0 is optimal (the gradient at 0 has dual norm <= beta,
+    exactly as :func:`.certify.beta_max` computes it) and return it without iterating.
+
+    ``prox``: ``'auto'`` (:func:`svt_gram`: the Gram route with a partial eigendecomposition,
+    skipping blocks with Frobenius norm <= the threshold; the SVD where the Gram would be
+    inaccurate) or ``'svd'`` (:func:`svt`, a full SVD of every block).  ``gram=False,
+    design=False, prox='svd', zero_test=False`` is the reference path (the solver before these shortcuts).
+    Whatever the path, the returned certificate is recomputed on the data in float64.
     """
     t0 = time.perf_counter()
     head64 = head64 or (head if head.Xt.dtype == torch.float64 else head.with_dtype(torch.float64))
@@ -146,37 +323,82 @@ def fista(head, beta: float, max_iter: int = 20000, tol: float = 1e-6, check_eve
     if gram and head.loss != "squared":
         raise ValueError("gram=True needs loss='squared' (the Gram form is the quadratic loss); "
                          "use gram=False or 'auto' for cross-entropy")
-    smooth = _Quadratic(head, batch_size) if gram else _Autograd(head, batch_size)
+    if prox not in ("auto", "svd"):
+        raise ValueError(f"prox must be 'auto' or 'svd', got {prox!r}")
+    auto_design = design == "auto"
+    if auto_design:
+        design = not gram and not head.complex and head.design_entries() <= design_limit
+    if design and head.complex:
+        raise ValueError("design=True needs a real head (the spectral FNO head has no real "
+                         "design); use design=False or 'auto'")
+    smooth = None
+    if gram:
+        smooth = _Quadratic(head, batch_size)
+    elif design:
+        try:
+            smooth = _Design(head, batch_size)
+        except (ValueError, NotImplementedError):
+            if not auto_design:
+                raise
+            design = False  # 'auto': the head's own forward map, by autograd
+    smooth = smooth or _Autograd(head, batch_size)
     zd = head.zdtype()
+    if Z0 is None and zero_test:  # Z = 0 optimal iff max_j ||grad_j f(0)||_2 <= beta: no iterations
+        g0 = smooth.f_grad(torch.zeros(head.shape, dtype=zd, device=dev))[1]
+        if spectral_upper(g0) * (1.0 - 1e-9) <= beta and cert.beta_max(
+                head64, batch_size, **power).value <= beta:
+            Zz = torch.zeros(head.shape, dtype=zd, device=dev)
+            ev = cert.evaluate(head64, beta, Z=Zz, batch_size=batch_size, **power)
+            return dict(Zt=Zz, evaluation=ev, iterations=0, converged=ev.certificate.rel_gap <= tol,
+                        history=[(0, ev.value, ev.certificate.rel_gap, time.perf_counter() - t0)],
+                        wall_time=time.perf_counter() - t0,
+                        info={"restarts": 0, "final_L": float(L0), "gram": bool(gram),
+                              "design": bool(design), "prox": "none (zero is optimal)"})
     Z = torch.zeros(head.shape, dtype=zd, device=dev) if Z0 is None else Z0.to(dev, zd).clone()
     Yk, tk, L = Z.clone(), 1.0, float(L0)
     history, converged, restarts, gap = [], False, 0, np.inf
     bar = tqdm(range(1, max_iter + 1), desc=f"FISTA {head.kind}", disable=not progress, leave=False)
     it = 0
     small = dev.type == "cpu" and smooth.quadratic and Z.numel() <= 2**20
+    fast_prox = prox == "auto" and not head.complex
+    # round-off allowed in the sufficient-decrease test: float32 values carry ~1e-7 relative noise,
+    # which a 1e-13 slack turns into spurious step halvings (L grows until FISTA stalls)
+    slack = 1e-13 if head.Xt.dtype == torch.float64 else 64 * float(torch.finfo(head.Xt.dtype).eps)
+    nuc = 0.0
     with one_thread(small):  # Gram iterations never touch the data: small matrices only
         for it in bar:
             fy, gy = smooth.f_grad(Yk)
             while True:
-                Zn = svt(Yk - gy / L, beta / L)
+                step = torch.add(Yk, gy, alpha=-1.0 / L)  # Y - grad / L, one pass
+                if fast_prox:
+                    Zn, nuc_n = svt_gram(step, beta / L)
+                else:
+                    Zn = svt(step, beta / L)
                 D = Zn - Yk
                 dd = dot(D, D)
                 if smooth.quadratic:
                     ok = smooth.curvature(D) <= L * dd * (1 + 1e-12)
                 else:
-                    ok = smooth.f(Zn) <= fy + dot(gy, D) + 0.5 * L * dd + 1e-13 * max(abs(fy), 1.0)
+                    ok = smooth.f(Zn) <= fy + dot(gy, D) + 0.5 * L * dd + slack * max(abs(fy), 1.0)
                 if ok or dd == 0:
                     break
                 L *= 2.0
-            momentum = dot(Yk - Zn, Zn - Z) <= 0  # adaptive restart otherwise
+            dZ = Zn - Z
+            momentum = dot(D, dZ) >= 0  # <Y - Z+, Z+ - Z> <= 0; adaptive restart otherwise
             restarts += not momentum
             tk = tk if momentum else 1.0
             t_next = 0.5 * (1 + np.sqrt(1 + 4 * tk * tk))
-            Yk = Zn + ((tk - 1) / t_next) * (Zn - Z) if momentum else Zn.clone()
+            Yk = torch.add(Zn, dZ, alpha=(tk - 1) / t_next) if momentum else Zn.clone()
             Z, tk = Zn, t_next
+            if fast_prox:
+                nuc = nuc_n
             L *= shrink
             if it % check_every == 0 or it == max_iter:
-                if smooth.quadratic:
+                if isinstance(smooth, _Design):
+                    if not fast_prox:
+                        nuc = float(torch.linalg.matrix_norm(to64(Z), ord="nuc").sum())
+                    gap, value = smooth.rel_gap(Z, beta, nuc)
+                elif smooth.quadratic:
                     fz, gz = smooth.f_grad(Z)
                     gap = smooth.rel_gap(Z, gz, beta)
                     value = fz + beta * float(torch.linalg.matrix_norm(Z, ord="nuc").sum())
@@ -192,4 +414,5 @@ def fista(head, beta: float, max_iter: int = 20000, tol: float = 1e-6, check_eve
     converged = converged and ev.certificate.rel_gap <= max(tol, 1e-12)
     return dict(Zt=Z, evaluation=ev, iterations=it, converged=converged, history=history,
                 wall_time=time.perf_counter() - t0,
-                info={"restarts": restarts, "final_L": L, "gram": bool(gram)})
+                info={"restarts": restarts, "final_L": L, "gram": bool(gram),
+                      "design": bool(design), "prox": "gram" if fast_prox else "svd"})

@@ -94,6 +94,52 @@ class ConvexHead(nn.Module):
         return H, BtY, yy
 
     # -- shared ----------------------------------------------------------------------------
+    @property
+    def pools(self) -> bool:
+        """Whether :meth:`forward` mean-pools token rows into one row per sample (cross-entropy
+        on token heads); the MLP head's rows are its samples already."""
+        return False
+
+    def loss_design(self, idx=None) -> torch.Tensor:
+        r"""Design blocks (rows, P, m) in the rows of :meth:`forward`: the output is
+        :math:`\sum_j B_j\,Z_j.\mathrm{reshape}(m, c)` for token rows, and its token mean
+        :math:`\tfrac1s\sum_t` for pooled heads (what :meth:`pooled_design` gives; by default
+        the mean of :meth:`design` over the tokens)."""
+        B = self.pooled_design(idx) if self.pools else self.design(idx)
+        return B.permute(1, 0, 2)
+
+    def readout_weights(self) -> torch.Tensor:
+        """(s,) weights w of a pooled head's read-out, logits = sum_t w_t (token t's outputs), read
+        off :meth:`_out` itself (1/s each for the mean; a subclass reading token 0 gives e_0)."""
+        eye = torch.eye(self.s, dtype=self.Xt.dtype, device=self.Xt.device)
+        return self._out(eye[None])[0]
+
+    def pooled_design(self, idx=None) -> torch.Tensor:
+        """The read-out of :meth:`design` over the tokens (P, b, m); heads override it to skip the
+        token rows."""
+        B = self.design(idx)
+        B = B.reshape(B.shape[0], -1, self.s, B.shape[-1])
+        return torch.einsum("pbsm,s->pbm", B, self.readout_weights().to(B.dtype))
+
+    def design_entries(self) -> int:
+        """Entries of the stacked design (rows, P m) that :meth:`stacked_design` would build."""
+        P, p, q = self.shape
+        rows = self.n * (1 if self.pools or not hasattr(self, "s") else self.s)
+        return rows * P * (p * q // self.out_columns())
+
+    def out_columns(self) -> int:
+        """Columns c of the outputs (targets, or classes for cross-entropy)."""
+        return int(getattr(self, "c", self.shape[2]))
+
+    def stacked_design(self, batch_size: int | None = None, dtype=None) -> torch.Tensor:
+        r"""The whole linear map as one matrix (rows, P m), built once in sample batches (the data
+        products -- gate masks times tokens, per-token Grams -- are computed here, not per
+        iteration): the outputs of :meth:`forward` are ``stacked_design() @ Z.reshape(P m, c)``."""
+        parts = [self.loss_design(i).to(dtype or self.Xt.dtype)
+                 for i in self.batches(batch_size or 64)]
+        B = torch.cat(parts)
+        return B.reshape(B.shape[0], -1)
+
     def forward_factored(self, U: torch.Tensor, V: torch.Tensor, idx=None) -> torch.Tensor:
         r""":math:`\mathcal{A}(UV^\top)`; subclasses override it to avoid forming Z."""
         return self.forward(U @ V.transpose(1, 2), idx)
@@ -267,6 +313,25 @@ class AttentionHead(ConvexHead):
     def _out(self, out):
         return out.mean(dim=1) if self.loss == "cross_entropy" else out.reshape(-1, self.c)
 
+    @property
+    def pools(self):
+        return self.loss == "cross_entropy"
+
+    def pooled_design(self, idx=None):
+        r"""(P, b, d^3): :math:`\sum_t w_t X[t,a]\,\Gamma_t[k,l]` at column (a, k, l), w the
+        read-out weights (1/s: the token mean)."""
+        i = _idx(idx)
+        X = self.Xt[i]
+        d = self.d
+        w = self.readout_weights().to(X.dtype)
+        if self.Mt is None:
+            gram = torch.einsum("nuk,nul->nkl", X, X)
+            out = torch.einsum("na,nkl->nakl", torch.einsum("nta,t->na", X, w), gram)[None]
+        else:
+            gam = torch.einsum("pntu,nuk,nul->pntkl", self.Mt[:, i].to(X.dtype), X, X)
+            out = torch.einsum("nta,pntkl,t->pnakl", X, gam, w)
+        return out.reshape(out.shape[0], X.shape[0], d**3)
+
     def forward(self, Z, idx=None):
         i = _idx(idx)
         X = self.Xt[i].to(Z.dtype)
@@ -347,6 +412,10 @@ class _TokenHead(ConvexHead):
     def _out(self, out):
         return out.mean(dim=1) if self.loss == "cross_entropy" else out.reshape(-1, self.c)
 
+    @property
+    def pools(self):
+        return self.loss == "cross_entropy"
+
 
 @register_head("mixer")
 class MixerTorchHead(_TokenHead):
@@ -403,6 +472,15 @@ class MixerTorchHead(_TokenHead):
         M = self._mask(i, X.dtype, X.shape[0])
         eye = torch.eye(s, dtype=X.dtype, device=X.device)
         return torch.einsum("tq,pnta,nua->pntqua", eye, M, X).reshape(self.shape[0], -1, s * s * self.d)
+
+    def pooled_design(self, idx=None):
+        r"""(P, b, s^2 d): :math:`w_t M[t,a]X[u,a]` at column (t, u, a), w the read-out weights
+        (1/s: the token mean)."""
+        i = _idx(idx)
+        X = self.Xt[i]
+        M = self._mask(i, X.dtype, X.shape[0])
+        out = torch.einsum("pnta,nua,t->pntua", M, X, self.readout_weights().to(X.dtype))
+        return out.reshape(out.shape[0], X.shape[0], -1)
 
     def forward_factored(self, U, V, idx=None):
         i = _idx(idx)

@@ -1,0 +1,292 @@
+"""The fast FISTA path of cal.solvers (stacked design built once, SVT through the Gram, upper-bounded
+dual norm in the stopping test, zero test) against the reference path and the CVXPY programs, in
+float64; beta_max and beta given as a fraction of it.  No wall-clock asserts: the speed is measured
+by benchmarks/bench_gated_heads.py."""
+
+import warnings
+
+import numpy as np
+import pytest
+import torch
+
+import cvxattn_lib as cal
+from cvxattn_lib.solvers.certify import zero_gradient
+
+REFERENCE = {"design": False, "prox": "svd", "zero_test": False}
+MATCH = 1e-6  # optimum of one path vs the other / vs CVXPY, relative (both certified to 1e-9)
+BELOW = 1e-9  # a certified lower bound may exceed the CVXPY value only by round-off
+
+
+def tokens(seed, n=12, s=4, d=2, c=3, loss="cross_entropy"):
+    rng = np.random.default_rng(seed)
+    X = rng.standard_normal((n, s, d))
+    Y = rng.integers(0, c, n) if loss == "cross_entropy" else rng.standard_normal((n, s, c))
+    return X, Y
+
+
+def samples(seed, n=30, d=3, c=3, loss="cross_entropy"):
+    rng = np.random.default_rng(seed)
+    X = rng.standard_normal((n, d))
+    Y = rng.integers(0, c, n) if loss == "cross_entropy" else rng.standard_normal((n, c))
+    return X, Y
+
+
+CASES = [  # kind, activation, loss, problem, n_gates
+    ("mlp", "gated_relu", "cross_entropy", samples, 4),
+    ("self_attention", "linear", "cross_entropy", tokens, None),
+    ("self_attention", "gated_relu", "cross_entropy", tokens, 2),
+    ("self_attention", "gated_relu", "squared", tokens, 2),
+    ("mixer", "linear", "cross_entropy", tokens, None),
+    ("mixer", "gated_relu", "cross_entropy", tokens, 2),
+    ("mixer", "gated_relu", "squared", tokens, 3),
+    ("fno", "circulant", "cross_entropy", tokens, None),
+    ("fno", "spectral", "cross_entropy", tokens, None),
+]
+IDS = [f"{k}-{a}-{lo}" for k, a, lo, _, _ in CASES]
+
+
+def convex_fit(kind, X, Y, beta, activation, loss, n_gates):
+    if kind == "self_attention":
+        return cal.convex.fit_self_attention(X, Y, beta, activation=activation, n_gates=n_gates,
+                                             loss=loss)
+    if kind == "mixer":
+        return cal.convex.fit_mixer(X, Y, beta, activation=activation, n_gates=n_gates, loss=loss)
+    if kind == "fno":
+        return cal.convex.fit_fno(X, Y, beta, mixing=activation, loss=loss)
+    return cal.convex.fit_mlp(X, Y, beta, activation=activation, n_gates=n_gates, loss=loss)
+
+
+@pytest.mark.parametrize("kind,activation,loss,make,n_gates", CASES, ids=IDS)
+def test_stacked_design_is_the_forward_map(kind, activation, loss, make, n_gates):
+    """stacked_design() @ Z.reshape(P m, c) = forward(Z), in the loss's rows (pooled or not)."""
+    X, Y = make(0, loss=loss)
+    head = cal.solvers.HEADS[kind].build(X, Y, activation, None, n_gates, 0, loss, "cpu",
+                                         torch.float64)
+    if head.complex:
+        pytest.skip("the spectral FNO head has no real design (it keeps the autograd path)")
+    Z = torch.randn(*head.shape, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+    B = head.stacked_design(batch_size=5)  # batches: the design is built in pieces
+    assert B.shape[0] * B.shape[1] == head.design_entries()
+    via = B @ Z.reshape(-1, head.out_columns())
+    np.testing.assert_allclose(via.numpy(), head.predict(Z).numpy(), rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("kind,activation,loss,make,n_gates", CASES, ids=IDS)
+def test_fast_path_reaches_the_reference_and_cvxpy_optimum(kind, activation, loss, make, n_gates):
+    """Both paths certify 1e-9 and agree on the optimum; their lower bounds never exceed the CVXPY
+    optimum (float64 certificates bracket it)."""
+    X, Y = make(2, loss=loss)
+    bmax = cal.solvers.beta_max(kind, X, Y, activation=activation, n_gates=n_gates, loss=loss,
+                                device="cpu")
+    beta = 0.2 * bmax
+    common = dict(activation=activation, n_gates=n_gates, loss=loss, device="cpu", tol=1e-9,
+                  max_iter=50000, progress=False)
+    fast = cal.solvers.fit_head(kind, X, Y, beta, **common)
+    ref = cal.solvers.fit_head(kind, X, Y, beta, **common, **REFERENCE)
+    assert fast.converged and ref.converged
+    # squared loss: the Gram blocks (both paths); else the design, except the complex head
+    assert fast.info["design"] == (not fast.head.complex and not fast.info["gram"])
+    assert not ref.info["design"] and ref.info["gram"] == fast.info["gram"]
+    assert fast.info["prox"] == ("svd" if fast.head.complex else "gram") and ref.info["prox"] == "svd"
+    assert abs(fast.value - ref.value) <= MATCH * ref.value
+    # the certificate holds for the point returned: recomputed, it is the same
+    again = cal.solvers.evaluate(fast.head, beta, Z=torch.as_tensor(np.stack(fast.Z)).to(
+        fast.head.zdtype()))
+    assert abs(again.certificate.lower_bound - fast.lower_bound) <= 1e-10 * abs(fast.value)
+    cvx = convex_fit(kind, X, Y, beta, activation, loss, n_gates)
+    p_cvx = cvx.value
+    for fit in (fast, ref):
+        assert fit.lower_bound <= p_cvx + BELOW * abs(p_cvx)
+        assert abs(fit.value - p_cvx) <= MATCH * abs(p_cvx) + 1e-6  # CVXPY's own accuracy
+
+
+def test_fast_and_reference_paths_take_the_same_steps():
+    """Same start, same rule: after 40 iterations the iterates agree to round-off (mixer gated,
+    the head whose fast path the benchmark times), with history at the same iterations."""
+    X, Y = tokens(3, n=16, s=4, d=3, c=4)
+    common = dict(activation="gated_relu", n_gates=3, loss="cross_entropy", device="cpu", tol=1e-14,
+                  max_iter=40, check_every=10, progress=False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # max_iter reached on purpose
+        fast = cal.solvers.fit_head("mixer", X, Y, 0.05, **common)
+        ref = cal.solvers.fit_head("mixer", X, Y, 0.05, **common, **REFERENCE)
+    assert [h[0] for h in fast.history] == [h[0] for h in ref.history] == [10, 20, 30, 40]
+    for a, b in zip(fast.Z, ref.Z):
+        np.testing.assert_allclose(a, b, rtol=0, atol=1e-10 * max(1.0, np.abs(b).max()))
+    for (_, va, ga, _), (_, vb, gb, _) in zip(fast.history, ref.history):
+        assert abs(va - vb) <= 1e-10 * abs(vb)
+        assert ga >= 0 and gb >= 0 and abs(ga - gb) <= 1e-6 * max(gb, 1e-12)
+
+
+@pytest.mark.parametrize("shape", [(3, 5, 9), (3, 9, 5), (2, 6, 6), (4, 40, 120)])
+def test_svt_gram_is_the_svt(shape):
+    """The Gram route gives the SVD's prox and its nuclear norm, for wide, tall and square blocks,
+    blocks thresholded to zero (Frobenius norm <= tau) and a block forced onto the SVD fallback."""
+    gen = torch.Generator().manual_seed(4)
+    Z = torch.randn(*shape, generator=gen, dtype=torch.float64)
+    Z[0] *= 1e-3  # below every tau: zero without a decomposition
+    for tau in (0.05, 1.0, 3.0, 1e3):
+        want = cal.solvers.svt(Z, tau)
+        got, nuc = cal.solvers.svt_gram(Z, tau)
+        scale = max(float(want.abs().max()), 1.0)
+        assert float((got - want).abs().max()) <= 1e-12 * scale
+        assert abs(nuc - float(torch.linalg.matrix_norm(want, ord="nuc").sum())) <= 1e-10 * max(nuc, 1)
+        assert float(got[0].abs().max()) == 0.0
+    got, _ = cal.solvers.svt_gram(Z, 1.0, accuracy=0.0)  # every block by the SVD
+    assert float((got - cal.solvers.svt(Z, 1.0)).abs().max()) <= 1e-13 * float(Z.abs().max())
+    Z32 = Z.float()  # any dtype in, computed in float64, the same dtype out
+    got32, _ = cal.solvers.svt_gram(Z32, 1.0)
+    assert got32.dtype == torch.float32
+    np.testing.assert_allclose(got32.double().numpy(), cal.solvers.svt(Z, 1.0).numpy(), atol=1e-5)
+
+
+@pytest.mark.parametrize("ratio", [1e2, 1e4, 1e5])
+def test_svt_gram_accuracy_when_sigma_1_is_far_above_tau(ratio):
+    """The Gram route squares the condition number; forced onto it (accuracy=1) with a few singular
+    values up to ratio x tau and a cluster of 250 at tau (+-5 %), it stays within 1e-9 of the SVD's
+    prox, relatively (the docstring's measurement)."""
+    gen = torch.Generator().manual_seed(int(np.log10(ratio)))
+    p, q, tau = 256, 768, 1.0
+    U = torch.linalg.qr(torch.randn(p, p, generator=gen, dtype=torch.float64))[0]
+    V = torch.linalg.qr(torch.randn(q, p, generator=gen, dtype=torch.float64))[0]
+    s = torch.cat([torch.logspace(np.log10(ratio), 0.3, 6, dtype=torch.float64),
+                   tau * (1 + torch.linspace(-0.05, 0.05, p - 6, dtype=torch.float64))])
+    A = ((U * s) @ V.T)[None]
+    want = cal.solvers.svt(A, tau)
+    got, _ = cal.solvers.svt_gram(A, tau, accuracy=1.0)
+    assert float(torch.linalg.norm(got - want) / torch.linalg.norm(want)) <= 1e-9
+
+
+def test_spectral_upper_never_underestimates():
+    """The stopping test's dual norm is an upper bound on the exact one, tight to ~1e-12."""
+    gen = torch.Generator().manual_seed(5)
+    for shape in [(3, 4, 7), (2, 9, 3), (5, 16, 16), (1, 1, 6)]:
+        for _ in range(20):
+            G = torch.randn(*shape, generator=gen, dtype=torch.float64)
+            G = G * torch.logspace(-3, 3, shape[0], dtype=torch.float64)[:, None, None]
+            exact = float(torch.linalg.matrix_norm(G, ord=2).max())
+            ub = cal.solvers.spectral_upper(G)
+            assert exact <= ub <= exact * (1 + 1e-11)
+    rank_one = torch.outer(torch.arange(1.0, 5.0, dtype=torch.float64),
+                           torch.ones(3, dtype=torch.float64))[None]
+    assert cal.solvers.spectral_upper(rank_one) >= float(torch.linalg.matrix_norm(rank_one, ord=2))
+
+
+@pytest.mark.parametrize("kind,activation,loss,make,n_gates", CASES, ids=IDS)
+def test_beta_max_is_the_dual_norm_of_the_gradient_at_zero(kind, activation, loss, make, n_gates):
+    """beta_max = max_j ||A_j*(grad L(0))||_2, the same number as the CVXPY program's dual norm."""
+    X, Y = make(6, loss=loss)
+    bmax = cal.solvers.beta_max(kind, X, Y, activation=activation, n_gates=n_gates, loss=loss,
+                                device="cpu")
+    cvx = convex_fit(kind, X, Y, 1.0, activation, loss, n_gates)
+    head = cal.solvers.HEADS[kind].build(X, Y, activation, None, n_gates, 0, loss, "cpu",
+                                         torch.float64)
+    G0 = zero_gradient(head).numpy()
+    if loss == "cross_entropy":
+        c = head.out_columns()
+        np.testing.assert_allclose(G0, np.full(G0.shape, 1 / c) - np.eye(c)[head.Y_rows()])
+    else:
+        np.testing.assert_allclose(G0, -head.Y_rows())
+    assert bmax > 0 and abs(bmax - cvx.dual_norm(G0)) <= 1e-10 * bmax
+
+
+@pytest.mark.parametrize("kind,activation,loss,make,n_gates", CASES, ids=IDS)
+def test_beta_fraction_one_gives_zero_and_just_below_does_not(kind, activation, loss, make, n_gates):
+    X, Y = make(7, loss=loss)
+    common = dict(activation=activation, n_gates=n_gates, loss=loss, device="cpu", tol=1e-9,
+                  max_iter=50000, progress=False)
+    for fraction in (1.0, 1.5):
+        fit = cal.solvers.fit_head_fraction(kind, X, Y, fraction, **common)
+        assert fit.beta_fraction == fraction and fit.beta == fraction * fit.beta_max
+        assert fit.iterations == 0 and fit.converged
+        assert all(np.all(z == 0) for z in fit.Z)
+        assert abs(fit.rel_gap) <= 1e-12 and fit.lower_bound <= fit.value * (1 + 1e-15)
+    below = cal.solvers.fit_head_fraction(kind, X, Y, 0.99, **common)
+    assert below.converged and below.beta_fraction == 0.99
+    assert abs(below.beta_max - fit.beta_max) <= 1e-14 * fit.beta_max
+    top = max(float(np.abs(z).max()) for z in below.Z)
+    assert top > 1e-6  # not zero: at 0.99 beta_max, Z = 0 is not optimal ...
+    zero = cal.solvers.evaluate(below.head, below.beta,
+                                Z=torch.zeros(below.head.shape, dtype=below.head.zdtype()))
+    assert zero.value > below.lower_bound  # ... and its certificate proves it: L(0) > p*
+
+
+def test_beta_fraction_bad_inputs_name_the_argument():
+    X, Y = tokens(0)
+    for bad in (0.0, -0.5, np.nan, "a"):
+        with pytest.raises((ValueError, TypeError), match="beta_fraction"):
+            cal.solvers.fit_head_fraction("mixer", X, Y, bad, loss="cross_entropy", device="cpu")
+    with pytest.raises(ValueError, match="prox"):
+        cal.solvers.fit_head("mixer", X, Y, 0.1, loss="cross_entropy", device="cpu", prox="qr")
+    with pytest.raises(ValueError, match="design"):
+        cal.solvers.fit_head("fno", X, Y, 0.1, activation="spectral", loss="cross_entropy",
+                             device="cpu", design=True)
+    with pytest.raises(ValueError, match="kind"):
+        cal.solvers.beta_max("nope", X, Y)
+
+
+def test_float32_design_path_keeps_a_float64_certificate():
+    X, Y = tokens(8, n=20, s=4, d=3, c=4)
+    kw = dict(activation="gated_relu", n_gates=2, loss="cross_entropy", device="cpu",
+              progress=False, tol=1e-4, max_iter=20000)
+    f32 = cal.solvers.fit_head_fraction("self_attention", X, Y, 0.3, dtype="float32", **kw)
+    f64 = cal.solvers.fit_head_fraction("self_attention", X, Y, 0.3, **kw)
+    # float32 iterations reach the tolerance (the sufficient-decrease test allows float32 round-off)
+    assert f32.converged and f64.converged and f32.rel_gap <= 1e-4
+    assert f32.info["design"] and f32.dtype == "float32" and f32.head.Xt.dtype == torch.float64
+    again = cal.solvers.evaluate(f32.head, f32.beta, Z=torch.as_tensor(np.stack(f32.Z)))
+    assert again.value == pytest.approx(f32.value, rel=1e-12)
+    assert again.certificate.lower_bound == pytest.approx(f32.lower_bound, rel=1e-12)
+    assert f32.lower_bound <= f64.value * (1 + 1e-12) and f64.lower_bound <= f32.value * (1 + 1e-12)
+
+
+def _token0(base):
+    class Token0(base):
+        """Logits = token 0's outputs (a read-out other than the mean)."""
+
+        def _out(self, out):
+            return out[:, 0] if self.loss == "cross_entropy" else super()._out(out)
+    return Token0
+
+
+@pytest.mark.parametrize("base", [cal.solvers.MixerTorchHead, cal.solvers.AttentionHead])
+def test_design_follows_a_subclass_read_out(base):
+    """A head that reads token 0 instead of the mean gets the design of that read-out (read off its
+    own _out): same steps and optimum as the reference path."""
+    kind = "test_token0_" + base.__name__
+    cal.solvers.register_head(kind)(_token0(base))
+    try:
+        X, Y = tokens(9, n=14, s=4, d=2, c=3)
+        head = cal.solvers.HEADS[kind].build(X, Y, "gated_relu", None, 2, 0, "cross_entropy", "cpu",
+                                             torch.float64)
+        np.testing.assert_array_equal(head.readout_weights().numpy(), [1.0, 0, 0, 0])
+        Z = torch.randn(*head.shape, generator=torch.Generator().manual_seed(2), dtype=torch.float64)
+        np.testing.assert_allclose((head.stacked_design() @ Z.reshape(-1, head.out_columns())).numpy(),
+                                   head.predict(Z).numpy(), rtol=1e-12, atol=1e-12)
+        common = dict(activation="gated_relu", n_gates=2, loss="cross_entropy", device="cpu",
+                      tol=1e-9, max_iter=50000, progress=False)
+        fast = cal.solvers.fit_head_fraction(kind, X, Y, 0.2, **common)
+        ref = cal.solvers.fit_head_fraction(kind, X, Y, 0.2, **common, **REFERENCE)
+        assert fast.info["design"] and fast.converged and ref.converged
+        assert abs(fast.value - ref.value) <= MATCH * ref.value
+    finally:
+        cal.solvers.HEADS.pop(kind)
+
+
+def test_a_design_that_is_not_the_forward_map_is_refused():
+    """design='auto' falls back to autograd (and still certifies); design=True names the problem."""
+    class Wrong(cal.solvers.MixerTorchHead):
+        def pooled_design(self, idx=None):
+            return 2.0 * super().pooled_design(idx)
+
+    cal.solvers.register_head("test_wrong_design")(Wrong)
+    try:
+        X, Y = tokens(10)
+        kw = dict(activation="gated_relu", n_gates=2, loss="cross_entropy", device="cpu",
+                  progress=False, tol=1e-8, max_iter=50000)
+        fit = cal.solvers.fit_head("test_wrong_design", X, Y, 0.1, **kw)
+        assert not fit.info["design"] and fit.converged and fit.rel_gap <= 1e-8
+        with pytest.raises(ValueError, match="does not reproduce its forward map"):
+            cal.solvers.fit_head("test_wrong_design", X, Y, 0.1, design=True, **kw)
+    finally:
+        cal.solvers.HEADS.pop("test_wrong_design")
