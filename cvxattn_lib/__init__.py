@@ -10,8 +10,7 @@ what it needs.
 
 from __future__ import annotations
 
-import importlib
-import importlib.util
+from ._lazy import lazy_attributes
 
 __version__ = "0.1.0"
 
@@ -26,18 +25,4 @@ ATTRIBUTES = {"SolveError": "cvxpy_solve", "installed_solvers": "cvxpy_solve", "
 __all__ = [*SUBMODULES, *ATTRIBUTES, "__version__"]
 
 
-def __getattr__(name: str):
-    """Import a submodule (public or not, e.g. ``cal.cifar``) or a name of :data:`ATTRIBUTES` on
-    first access and keep it as a module attribute."""
-    if name in ATTRIBUTES:
-        value = getattr(importlib.import_module(f".{ATTRIBUTES[name]}", __name__), name)
-    elif not name.startswith("_") and importlib.util.find_spec(f"{__name__}.{name}") is not None:
-        value = importlib.import_module(f".{name}", __name__)
-    else:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(__all__))
+__getattr__, __dir__ = lazy_attributes(__name__, globals(), ATTRIBUTES)

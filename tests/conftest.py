@@ -100,3 +100,14 @@ def pytest_collection_modifyitems(config, items):
         return 3
 
     items.sort(key=rank)
+
+
+@pytest.fixture
+def one_torch_thread():
+    """Toy sizes on a shared 2-core machine: one torch thread is much faster (restored after)."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

@@ -23,13 +23,7 @@ N_CLASSES_USED = 10
 N_TRAIN, N_TEST = 60, 30
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Toy sizes on a shared 2-core machine: one torch thread is much faster."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # see conftest.py
 
 
 @pytest.fixture(autouse=True)

@@ -34,12 +34,7 @@ SMALL = "test_vit"  # a 0.4 M-parameter timm ViT: fast on a CPU
 LIB = Path(cifar.__file__).resolve().parent.parent
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # see conftest.py
 
 
 @pytest.fixture

@@ -15,12 +15,7 @@ from cvxattn_lib.cifar import readouts as ro
 from cvxattn_lib.nonconvex.training import fit_lbfgs
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # see conftest.py
 
 
 def _data(n=40, s=4, d=3, c=3, seed=0):

@@ -17,12 +17,7 @@ from cvxattn_lib.cifar.sources import load_image_folder
 CLASSES = ("cat", "dog", "frog")
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # see conftest.py
 
 
 def write_image_folder(root, per_class=(6, 3), size=32, seed=0, ext=(".png", ".jpg")):

@@ -11,7 +11,7 @@ does not load the heads, the widgets or cvxpy.
 
 from __future__ import annotations
 
-import importlib
+from .._lazy import lazy_attributes
 
 #: public name -> the submodule that defines it
 _WHERE = {
@@ -33,17 +33,4 @@ _SUBMODULES = ("backbone", "cache", "cli", "data", "explore", "grid", "heads", "
 __all__ = ["explore", *_ATTRIBUTES]
 
 
-def __getattr__(name: str):
-    """Import a submodule or one of its public names on first access."""
-    if name in _ATTRIBUTES:
-        value = getattr(importlib.import_module(f".{_ATTRIBUTES[name]}", __name__), name)
-    elif name in _SUBMODULES:
-        value = importlib.import_module(f".{name}", __name__)
-    else:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(__all__))
+__getattr__, __dir__ = lazy_attributes(__name__, globals(), _ATTRIBUTES, _SUBMODULES)
