@@ -21,9 +21,9 @@ from typing import Callable
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from ..validation import seed_value
+from .frozen import FrozenImageModel
 from .names import DEFAULT_BACKBONE
 
 
@@ -126,45 +126,29 @@ def create_model(name: str, pretrained: bool = True, seed: int = 0):
     return _random_model(name, seed), False
 
 
-class Backbone(torch.nn.Module):
+class Backbone(FrozenImageModel):
     """A frozen timm model in eval mode that returns tokens (B, s, d) from uint8 images."""
 
     def __init__(self, name: str = DEFAULT_BACKBONE, pretrained: bool = True, device=None, seed: int = 0):
-        from ..runtime import device as pick_device
-
         super().__init__()
         self.name = name
         self.seed = seed_value("seed", seed)
         self.model, self.pretrained = create_model(name, pretrained, self.seed)
         self.model.eval().requires_grad_(False)
         cfg = self.model.pretrained_cfg
-        self.input_size = tuple(int(v) for v in cfg.get("input_size", (3, 224, 224))[1:])
-        self.register_buffer("mean", torch.tensor(cfg.get("mean", (0.5, 0.5, 0.5))).view(1, 3, 1, 1))
-        self.register_buffer("std", torch.tensor(cfg.get("std", (0.5, 0.5, 0.5))).view(1, 3, 1, 1))
         self.num_prefix_tokens = int(getattr(self.model, "num_prefix_tokens", 0) or 0)
-        self.device = pick_device(device) if not isinstance(device, torch.device) else device
-        self.to(self.device)
-        self.train(False)
-
-    def train(self, mode: bool = True):
-        """Always eval: the backbone is frozen (dropout and norm statistics never change)."""
-        return super().train(False)
+        self._freeze(cfg.get("input_size", (3, 224, 224))[1:], cfg.get("mean", (0.5, 0.5, 0.5)),
+                     cfg.get("std", (0.5, 0.5, 0.5)), device)
 
     @property
     def transform(self) -> str:
         """What is done to an image before the model, for cache keys."""
-        h, w = self.input_size
-        mean = ",".join(f"{v:.4g}" for v in self.mean.flatten().tolist())
-        std = ",".join(f"{v:.4g}" for v in self.std.flatten().tolist())
         weights = "" if self.pretrained else f"-random-init-seed{self.seed}"
-        return f"u8-bilinear{h}x{w}-mean{mean}-std{std}{weights}"
+        return self._transform_key() + weights
 
     def tokens(self, x: torch.Tensor) -> torch.Tensor:
         """uint8 (B, 3, H, W) -> tokens (B, s, d) in float32 (autocast fp16 on CUDA)."""
-        x = x.to(self.device, non_blocking=True).float().div_(255.0)
-        if tuple(x.shape[-2:]) != self.input_size:
-            x = F.interpolate(x, size=self.input_size, mode="bilinear", align_corners=False)
-        x = (x - self.mean) / self.std
+        x = self.prepare(x)
         amp = (torch.autocast("cuda", dtype=torch.float16) if self.device.type == "cuda"
                else nullcontext())
         with torch.no_grad(), amp:
@@ -178,14 +162,6 @@ class Backbone(torch.nn.Module):
             raise ValueError(f"backbone {self.name!r} gives features of shape {tuple(out.shape)}, not "
                              "tokens (B, s, d); choose a ViT, Mixer, gMLP or CNN from timm")
         return out.float()
-
-    def forward(self, x):
-        return self.tokens(x)
-
-    def token_shape(self) -> tuple[int, int]:
-        """(s, d) of one image's tokens, from a dry run on one blank image."""
-        blank = torch.zeros(1, 3, *self.input_size, dtype=torch.uint8)
-        return tuple(self.tokens(blank).shape[1:])
 
 
 def is_oom(exc: BaseException) -> bool:

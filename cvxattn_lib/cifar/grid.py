@@ -21,10 +21,10 @@ import hashlib
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from ..validation import positive_int
+from .frozen import FrozenImageModel
 
 
 def state_sha256(module: nn.Module) -> str:
@@ -37,15 +37,13 @@ def state_sha256(module: nn.Module) -> str:
     return h.hexdigest()
 
 
-class TokenGridBackbone(nn.Module):
+class TokenGridBackbone(FrozenImageModel):
     """A frozen module as a backbone: uint8 images (B, 3, H, W) -> float32 tokens (B, s, d)."""
 
     num_prefix_tokens = 0
 
     def __init__(self, module: nn.Module, name: str, input_size=(32, 32), mean=(0.5, 0.5, 0.5),
                  std=(0.5, 0.5, 0.5), pretrained: bool = False, device=None):
-        from ..runtime import device as pick_device
-
         super().__init__()
         if not isinstance(module, nn.Module):
             raise TypeError(f"module must be a torch.nn.Module, got {type(module).__name__}")
@@ -64,24 +62,13 @@ class TokenGridBackbone(nn.Module):
         self.module = module
         self.module.eval().requires_grad_(False)
         self.name, self.pretrained = name, bool(pretrained)
-        self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(1, 3, 1, 1))
-        self.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(1, 3, 1, 1))
         self.weights_sha256 = state_sha256(module)
-        self.device = pick_device(device) if not isinstance(device, torch.device) else device
-        self.to(self.device)
-        self.train(False)
-
-    def train(self, mode: bool = True):
-        """Always eval: the backbone is frozen (dropout and norm statistics never change)."""
-        return super().train(False)
+        self._freeze(self.input_size, mean, std, device)
 
     @property
     def transform(self) -> str:
         """What is done to an image before and in the module, for cache keys."""
-        h, w = self.input_size
-        mean = ",".join(f"{v:.4g}" for v in self.mean.flatten().tolist())
-        std = ",".join(f"{v:.4g}" for v in self.std.flatten().tolist())
-        return f"u8-bilinear{h}x{w}-mean{mean}-std{std}-{self.name}-state-sha256-{self.weights_sha256}"
+        return f"{self._transform_key()}-{self.name}-state-sha256-{self.weights_sha256}"
 
     def _features(self, x: torch.Tensor) -> torch.Tensor:
         """The module's output on normalised images."""
@@ -89,11 +76,8 @@ class TokenGridBackbone(nn.Module):
 
     def feature_map(self, x: torch.Tensor) -> torch.Tensor:
         """uint8 (B, 3, H, W) -> the module's output (a map (B, C, H', W') or tokens) in float32."""
-        x = x.to(self.device).float().div_(255.0)
-        if tuple(x.shape[-2:]) != self.input_size:
-            x = F.interpolate(x, size=self.input_size, mode="bilinear", align_corners=False)
         with torch.no_grad():
-            return self._features((x - self.mean) / self.std).float()
+            return self._features(self.prepare(x)).float()
 
     def tokens(self, x: torch.Tensor) -> torch.Tensor:
         """uint8 (B, 3, H, W) -> tokens (B, s, d); a map's position ``h W' + w`` holds
@@ -106,10 +90,3 @@ class TokenGridBackbone(nn.Module):
         raise ValueError(f"backbone {self.name!r} gives an output of shape {tuple(out.shape)}, neither a "
                          "feature map (B, C, H, W) nor tokens (B, s, d)")
 
-    def forward(self, x):
-        return self.tokens(x)
-
-    def token_shape(self) -> tuple[int, int]:
-        """(s, d) of one image's tokens, from a dry run on one blank image."""
-        blank = torch.zeros(1, 3, *self.input_size, dtype=torch.uint8)
-        return tuple(self.tokens(blank).shape[1:])
