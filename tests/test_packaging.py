@@ -268,7 +268,7 @@ def test_console_script_points_at_the_cli_entry_function(tmp_path):
     assert out.returncode == 0 and "extract" in out.stdout and "train" in out.stdout, out.stderr
 
 
-LOCAL = {"cvxattn_lib", "browser_helpers", "execute_notebooks", "conftest"}
+LOCAL = {"cvxattn_lib", "browser_helpers", "convex_heads", "execute_notebooks", "conftest"}
 
 
 def python_source(file: Path) -> str:

@@ -9,6 +9,7 @@ import pytest
 import torch
 
 import cvxattn_lib as cal
+from convex_heads import build, convex_fit
 from cvxattn_lib.nonconvex import attention_objective, mlp_objective
 from cvxattn_lib.nonconvex.mixer import fno_objective, mixer_objective
 
@@ -29,22 +30,6 @@ def mlp_problem(seed, n=30, d=3, c=2, loss="squared"):
     X = rng.standard_normal((n, d))
     Y = rng.standard_normal((n, c)) if loss == "squared" else rng.integers(0, 3, n)
     return X, Y
-
-
-def convex_fit(kind, X, Y, beta, activation, loss, n_gates):
-    if kind == "self_attention":
-        return cal.convex.fit_self_attention(X, Y, beta, activation=activation, n_gates=n_gates,
-                                             loss=loss)
-    if kind == "mixer":
-        return cal.convex.fit_mixer(X, Y, beta, activation=activation, n_gates=n_gates, loss=loss)
-    if kind == "fno":
-        return cal.convex.fit_fno(X, Y, beta, mixing=activation, loss=loss)
-    return cal.convex.fit_mlp(X, Y, beta, activation=activation, n_gates=n_gates, loss=loss)
-
-
-def build(kind, X, Y, activation, loss, n_gates):
-    return cal.solvers.HEADS[kind].build(X, Y, activation, None, n_gates, 0, loss, "cpu",
-                                         torch.float64)
 
 
 def objective(kind, weights, X, Y, beta, activation, loss):

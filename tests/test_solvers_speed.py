@@ -10,6 +10,7 @@ import pytest
 import torch
 
 import cvxattn_lib as cal
+from convex_heads import build, convex_fit
 from cvxattn_lib.solvers.certify import zero_gradient
 
 REFERENCE = {"design": False, "prox": "svd", "zero_test": False}
@@ -45,23 +46,11 @@ CASES = [  # kind, activation, loss, problem, n_gates
 IDS = [f"{k}-{a}-{lo}" for k, a, lo, _, _ in CASES]
 
 
-def convex_fit(kind, X, Y, beta, activation, loss, n_gates):
-    if kind == "self_attention":
-        return cal.convex.fit_self_attention(X, Y, beta, activation=activation, n_gates=n_gates,
-                                             loss=loss)
-    if kind == "mixer":
-        return cal.convex.fit_mixer(X, Y, beta, activation=activation, n_gates=n_gates, loss=loss)
-    if kind == "fno":
-        return cal.convex.fit_fno(X, Y, beta, mixing=activation, loss=loss)
-    return cal.convex.fit_mlp(X, Y, beta, activation=activation, n_gates=n_gates, loss=loss)
-
-
 @pytest.mark.parametrize("kind,activation,loss,make,n_gates", CASES, ids=IDS)
 def test_stacked_design_is_the_forward_map(kind, activation, loss, make, n_gates):
     """stacked_design() @ Z.reshape(P m, c) = forward(Z), in the loss's rows (pooled or not)."""
     X, Y = make(0, loss=loss)
-    head = cal.solvers.HEADS[kind].build(X, Y, activation, None, n_gates, 0, loss, "cpu",
-                                         torch.float64)
+    head = build(kind, X, Y, activation, loss, n_gates)
     if head.complex:
         pytest.skip("the spectral FNO head has no real design (it keeps the autograd path)")
     Z = torch.randn(*head.shape, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
@@ -179,8 +168,7 @@ def test_beta_max_is_the_dual_norm_of_the_gradient_at_zero(kind, activation, los
     bmax = cal.solvers.beta_max(kind, X, Y, activation=activation, n_gates=n_gates, loss=loss,
                                 device="cpu")
     cvx = convex_fit(kind, X, Y, 1.0, activation, loss, n_gates)
-    head = cal.solvers.HEADS[kind].build(X, Y, activation, None, n_gates, 0, loss, "cpu",
-                                         torch.float64)
+    head = build(kind, X, Y, activation, loss, n_gates)
     G0 = zero_gradient(head).numpy()
     if loss == "cross_entropy":
         c = head.out_columns()
@@ -257,8 +245,7 @@ def test_design_follows_a_subclass_read_out(base):
     cal.solvers.register_head(kind)(_token0(base))
     try:
         X, Y = tokens(9, n=14, s=4, d=2, c=3)
-        head = cal.solvers.HEADS[kind].build(X, Y, "gated_relu", None, 2, 0, "cross_entropy", "cpu",
-                                             torch.float64)
+        head = build(kind, X, Y, "gated_relu", "cross_entropy", 2)
         np.testing.assert_array_equal(head.readout_weights().numpy(), [1.0, 0, 0, 0])
         Z = torch.randn(*head.shape, generator=torch.Generator().manual_seed(2), dtype=torch.float64)
         np.testing.assert_allclose((head.stacked_design() @ Z.reshape(-1, head.out_columns())).numpy(),
