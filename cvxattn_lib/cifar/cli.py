@@ -46,16 +46,27 @@ DESCRIPTION = """The CIFAR-100 pipeline from a shell (also installed as cvxattn-
 FAST_SIZES = {"train": 1000, "test": 500}
 
 
-def _floats(text: str) -> list[float]:
-    try:
-        vals = [float(v) for v in text.split(",") if v.strip()]
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got {text!r}") from exc
-    if not vals or any(not math.isfinite(v) or v <= 0 for v in vals):
-        raise argparse.ArgumentTypeError(f"betas must be positive finite numbers, got {text!r}")
-    if len(set(vals)) != len(vals):
-        raise argparse.ArgumentTypeError(f"betas must not repeat, got {text!r}")
-    return vals
+def _grid(what: str):
+    """An argparse type: comma-separated positive finite numbers without repeats (``what`` names
+    them in the message)."""
+
+    def parse(text: str) -> list[float]:
+        try:
+            vals = [float(v) for v in text.split(",") if v.strip()]
+        except ValueError as exc:
+            raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got {text!r}") from exc
+        if not vals or any(not math.isfinite(v) or v <= 0 for v in vals):
+            raise argparse.ArgumentTypeError(f"{what} must be positive finite numbers, got {text!r}")
+        if len(set(vals)) != len(vals):
+            raise argparse.ArgumentTypeError(f"{what} must not repeat, got {text!r}")
+        return vals
+
+    parse.__name__ = what
+    return parse
+
+
+_floats = _grid("betas")
+_fractions = _grid("beta fractions")
 
 
 def _checked(convert, ok, expected: str):
@@ -109,7 +120,8 @@ _INT_OPTIONS = {"max_iter": 1, "epochs": 0, "rank": 1, "check_every": 1, "batch_
 _POSITIVE_OPTIONS = ("tol", "lr", "L0", "init_scale", "power_tol")
 #: what the heads set themselves when they call fit_head (given by the command line's own flags)
 _SET_BY_HEADS = {"kind": "--heads", "X": None, "Y": None, "beta": "--betas", "method": "--method",
-                 "device": "--device", "activation": "--heads", "seed": "--seed", "loss": None}
+                 "device": "--device", "activation": "--heads", "seed": "--seed", "loss": None,
+                 "classes": None, "beta_fraction": "--beta-fractions"}
 
 
 def check_solver_options(method: str, options: dict) -> dict:
@@ -220,7 +232,14 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--heads", default="available",
                    help="comma-separated heads, 'available' (default: those this library can train) or "
                         "'all'; see `report --list-heads`")
-    g.add_argument("--betas", type=_floats, default=[1e-2], help="comma-separated beta grid (1e-2)")
+    grid = g.add_mutually_exclusive_group()
+    grid.add_argument("--betas", type=_floats, default=[1e-2], help="comma-separated beta grid (1e-2)")
+    grid.add_argument("--beta-fractions", type=_fractions, default=None, metavar="FRACTIONS",
+                      help="comma-separated grid of beta / beta_max (> 0; instead of --betas): each convex "
+                           "head at that fraction of its own beta_max (the smallest beta with the zero "
+                           "solution, so >= 1 gives zero); mlp_relu and attention_softmax at the beta of "
+                           "mlp_gated_relu and attention_linear, the linear heads at that of the two-layer "
+                           "linear net; the table shows beta and beta/beta_max")
     g.add_argument("--epochs", type=_count, default=10, help="Adam epochs of the non-convex heads (10)")
     g.add_argument("--lr", type=_positive, default=1e-3, help="Adam learning rate (1e-3)")
     g.add_argument("--width", type=_count, default=512, help="hidden units of mlp_relu (512)")
@@ -369,12 +388,15 @@ def row_ok(row: dict) -> bool:
     return row.get("status", "ok") == "ok"
 
 
-def _failed_row(head: str, beta: float, exc: BaseException, device: str, elapsed: float) -> dict:
+def _failed_row(head: str, beta: float | None, exc: BaseException, device: str, elapsed: float,
+                beta_fraction: float | None = None) -> dict:
     from .backbone import is_oom
 
     kind = "out of memory" if is_oom(exc) else type(exc).__name__
-    return {"head": head, "beta": float(beta), "status": "failed", "error_type": type(exc).__name__,
-            "error": f"{kind}: {exc}".strip()[:2000], "device": device, "train_time_s": float(elapsed)}
+    row = {"head": head, "beta": None if beta is None else float(beta), "status": "failed",
+           "error_type": type(exc).__name__, "error": f"{kind}: {exc}".strip()[:2000], "device": device,
+           "train_time_s": float(elapsed)}
+    return row if beta_fraction is None else dict(row, beta_fraction=float(beta_fraction))
 
 
 def _free_memory() -> None:
@@ -394,25 +416,34 @@ def _differences(a: dict, b: dict) -> str:
 
 def run_config(heads, betas, epochs: int, batch_size: int, lr: float, seed: int, reduce_dim, reduce_method,
                reduce_tokens, head_options: dict, train_cache: str | None = None,
-               test_cache: str | None = None) -> dict:
-    """What decides the rows of a results file (a rerun resumes only when this is equal): the grid,
-    the training options, the feature reduction and the two caches (backbone, data, sizes)."""
+               test_cache: str | None = None, beta_fractions=None) -> dict:
+    """What decides the rows of a results file (a rerun resumes only when this is equal): the grid
+    (``betas``, or ``beta_fractions`` with ``betas`` empty), the training options, the feature
+    reduction and the two caches (backbone, data, sizes)."""
     from .cache import jsonable
 
-    return jsonable({"heads": list(heads), "betas": [float(b) for b in betas], "epochs": epochs,
-                     "batch_size": batch_size, "lr": float(lr), "seed": seed, "reduce_dim": reduce_dim,
-                     "reduce_method": reduce_method if reduce_dim is not None else None,
-                     "reduce_tokens": reduce_tokens, "head_options": dict(sorted(head_options.items())),
-                     "train_cache": train_cache, "test_cache": test_cache})
+    config = {"heads": list(heads), "betas": [float(b) for b in betas or ()], "epochs": epochs,
+              "batch_size": batch_size, "lr": float(lr), "seed": seed, "reduce_dim": reduce_dim,
+              "reduce_method": reduce_method if reduce_dim is not None else None,
+              "reduce_tokens": reduce_tokens, "head_options": dict(sorted(head_options.items())),
+              "train_cache": train_cache, "test_cache": test_cache}
+    if beta_fractions is not None:  # absent otherwise, so that older results files still resume
+        config["beta_fractions"] = [float(f) for f in beta_fractions]
+    return jsonable(config)
 
 
-def run_heads(prepared: dict, heads="available", betas=(1e-2,), device=None, epochs: int = 10,
+def run_heads(prepared: dict, heads="available", betas=None, device=None, epochs: int = 10,
               batch_size: int = 256, lr: float = 1e-3, seed: int = 0, reduce_dim: int | None = None,
               reduce_method: str = "pca", reduce_tokens: int | None = None, progress: bool = True,
-              verbose: bool = True, out=None, resume: bool = True, **head_options) -> dict:
+              verbose: bool = True, out=None, resume: bool = True, beta_fractions=None,
+              **head_options) -> dict:
     """Train every head at every beta on the caches of :func:`prepare_features`; return the results
     dict (the JSON that ``train`` writes: ``data``, ``backbone``, ``reduction``, ``config``,
     ``rows``, ``complete``, ``failed``, ...).
+
+    The grid is ``betas`` (absolute; default ``(1e-2,)``) or ``beta_fractions`` (beta / beta_max
+    per head, :func:`~.heads.train_head`; the results then hold ``beta_fractions`` and rows are
+    keyed by their fraction), not both.
 
     With ``out`` (a path) each (head, beta) row is written to that JSON as soon as it finishes
     (atomically: a temporary file in the same folder, then ``os.replace``), so a crash keeps every row
@@ -424,7 +455,19 @@ def run_heads(prepared: dict, heads="available", betas=(1e-2,), device=None, epo
     from .heads import CONVEX_HEADS, solver_module, train_head
 
     heads = resolve_heads(heads)
-    betas = [float(b) for b in betas]
+    if betas is not None and beta_fractions is not None:
+        raise ValueError("give betas or beta_fractions, not both (--betas and --beta-fractions exclude "
+                         "each other)")
+    fractions = None
+    if beta_fractions is not None:
+        from ..validation import positive_scalar
+
+        fractions = [positive_scalar("beta_fractions", f) for f in beta_fractions]
+        if not fractions or len(set(fractions)) != len(fractions):
+            raise ValueError(f"beta_fractions must be a non-empty grid without repeats, got "
+                             f"{beta_fractions!r}")
+    betas = [] if fractions is not None else [float(b) for b in (betas if betas is not None else (1e-2,))]
+    grid, by = (fractions, "beta_fraction") if fractions is not None else (betas, "beta")
     for h in heads:
         if h in CONVEX_HEADS:
             solver_module()  # fail now, with the message, if the convex solvers are missing
@@ -432,7 +475,7 @@ def run_heads(prepared: dict, heads="available", betas=(1e-2,), device=None, epo
         check_solver_options(head_options.get("method", "fista"), head_options.get("solver_options", {}))
     tr, te = prepared["caches"]["train"], prepared["caches"]["test"]
     config = run_config(heads, betas, epochs, batch_size, lr, seed, reduce_dim, reduce_method, reduce_tokens,
-                        head_options, tr.key, te.key)
+                        head_options, tr.key, te.key, beta_fractions=fractions)
     out = None if out is None else Path(out)
     previous, old = {}, None
     if out is not None and resume and out.exists():
@@ -441,13 +484,13 @@ def run_heads(prepared: dict, heads="available", betas=(1e-2,), device=None, epo
             diff = _differences(old.get("config") or {}, config)
             raise ValueError(f"{out} holds results of other options ({diff}); pass another --out, or "
                              "--no-resume to overwrite it")
-        previous = {(r["head"], float(r["beta"])): r for r in old["rows"] if row_ok(r)}
+        previous = {(r["head"], float(r[by])): r for r in old["rows"] if row_ok(r) and r.get(by) is not None}
         failed = sum(not row_ok(r) for r in old["rows"])
         if verbose:
             retry = f"; {failed} failed row(s) retried" if failed else ""
-            print(f"resuming {out}: {len(previous)} of {len(heads) * len(betas)} (head, beta) rows already "
+            print(f"resuming {out}: {len(previous)} of {len(heads) * len(grid)} (head, beta) rows already "
                   f"done with the same options (skipped){retry}", flush=True)
-    todo = [(h, b) for h in heads for b in betas if (h, b) not in previous]
+    todo = [(h, g) for h in heads for g in grid if (h, g) not in previous]
     if todo or old is None:
         Xtr, Xte, reduction = reduce_features(tr.features, te.features, dim=reduce_dim, method=reduce_method,
                                               tokens=reduce_tokens, device=prepared["backbone"].device)
@@ -463,38 +506,43 @@ def run_heads(prepared: dict, heads="available", betas=(1e-2,), device=None, epo
                             "tokens": int(tr.features.shape[1]), "features": int(tr.features.shape[2])},
                "reduction": reduction, "device": str(bb.device), "betas": betas, "heads": heads,
                "config": config, "rows": [], "complete": False, "failed": 0}
+    if fractions is not None:
+        results["beta_fractions"] = fractions
     done = dict(previous)
 
     def record() -> None:
-        rows = [done[(h, b)] for h in heads for b in betas if (h, b) in done]
+        rows = [done[(h, g)] for h in heads for g in grid if (h, g) in done]
         ok = [r for r in rows if row_ok(r)]
-        results.update(rows=rows, failed=len(rows) - len(ok), complete=len(rows) == len(heads) * len(betas),
+        results.update(rows=rows, failed=len(rows) - len(ok), complete=len(rows) == len(heads) * len(grid),
                        device=ok[0]["device"] if ok else str(bb.device),
                        updated=_dt.datetime.now(_dt.timezone.utc).isoformat())
         if out is not None:
             save_results(results, out)
 
     record()
-    for h, beta in todo:
+    for h, g in todo:
         t0 = _dt.datetime.now()
+        beta, frac = (None, g) if fractions is not None else (g, None)
         try:
             r = train_head(h, Xtr, tr.labels, Xte, te.labels, beta, device=device, epochs=epochs,
                            batch_size=batch_size, lr=lr, seed=seed, progress=progress,
-                           classes=int(prepared.get("classes", 100)), **head_options)
+                           classes=int(prepared.get("classes", 100)), beta_fraction=frac, **head_options)
             row = dict(r.as_dict(), status="ok")
         except Exception as exc:  # out of memory or any failure of this head: record it, go on
             row = _failed_row(h, beta, exc, str(device or bb.device),
-                              (_dt.datetime.now() - t0).total_seconds())
+                              (_dt.datetime.now() - t0).total_seconds(), beta_fraction=frac)
         if not row_ok(row):
             _free_memory()
-        done[(h, beta)] = row
+        done[(h, g)] = row
         record()
         if verbose:
+            at = f"beta={g:<8g}" if frac is None else \
+                f"beta/beta_max={g:<6g} beta={_beta(row, '<8.3g')}"
             if row_ok(row):
-                print(f"  {h:22s} beta={beta:<8g} top1={row['top1']:.3f} top5={row['top5']:.3f} "
+                print(f"  {h:22s} {at} top1={row['top1']:.3f} top5={row['top5']:.3f} "
                       f"time={row['train_time_s']:.1f}s", flush=True)
             else:
-                print(f"  {h:22s} beta={beta:<8g} FAILED ({row['error']}); going on", flush=True)
+                print(f"  {h:22s} {at} FAILED ({row['error']}); going on", flush=True)
     return results
 
 
@@ -605,11 +653,13 @@ def train(args) -> Path:
     epochs = 2 if fast and args.epochs == 10 else args.epochs
     head_options = {"width": args.width, "attn_heads": args.attn_heads, "method": args.method,
                     "solver_options": solver_options}
+    fractions = getattr(args, "beta_fractions", None)
+    betas = [] if fractions is not None else args.betas  # one grid: absolute betas or fractions
     if args.out is not None and out.exists():
         old = load_results(out, what="--out")  # refuse to overwrite anything that is not a results file
         if args.resume:  # the options known now must match (the caches are compared after extraction)
-            now = run_config(heads, args.betas, epochs, args.batch_size, args.lr, args.seed, args.reduce_dim,
-                             args.reduce_method, args.reduce_tokens, head_options)
+            now = run_config(heads, betas, epochs, args.batch_size, args.lr, args.seed, args.reduce_dim,
+                             args.reduce_method, args.reduce_tokens, head_options, beta_fractions=fractions)
             then = dict(old.get("config") or {}, train_cache=None, test_cache=None)
             if then != now:
                 raise ValueError(f"--out {out} holds results of other options ({_differences(then, now)}); "
@@ -617,18 +667,20 @@ def train(args) -> Path:
     prepared = extract(args)
     out = args.out
     if out is None:
-        config = run_config(heads, args.betas, epochs, args.batch_size, args.lr, args.seed, args.reduce_dim,
+        config = run_config(heads, betas, epochs, args.batch_size, args.lr, args.seed, args.reduce_dim,
                             args.reduce_method, args.reduce_tokens, head_options,
-                            prepared["caches"]["train"].key, prepared["caches"]["test"].key)
+                            prepared["caches"]["train"].key, prepared["caches"]["test"].key,
+                            beta_fractions=fractions)
         out = _resumable(prepared["root"] / "results", config) if args.resume else None
     if out is None:
         stamp = _dt.datetime.now(_dt.timezone.utc).strftime("%Y%m%dT%H%M%S.%f")
         name = f"{prepared.get('dataset', DATA_CIFAR100)}-{prepared['backbone'].name}-{stamp}.json"
         out = prepared["root"] / "results" / name
-    results = run_heads(prepared, heads, args.betas, device=args.device, epochs=epochs,
-                        batch_size=args.batch_size, lr=args.lr, seed=args.seed, reduce_dim=args.reduce_dim,
-                        reduce_method=args.reduce_method, reduce_tokens=args.reduce_tokens,
-                        progress=args.progress, out=out, resume=args.resume, **head_options)
+    results = run_heads(prepared, heads, betas or None, beta_fractions=fractions, device=args.device,
+                        epochs=epochs, batch_size=args.batch_size, lr=args.lr, seed=args.seed,
+                        reduce_dim=args.reduce_dim, reduce_method=args.reduce_method,
+                        reduce_tokens=args.reduce_tokens, progress=args.progress, out=out,
+                        resume=args.resume, **head_options)
     print(format_table(results))
     print(f"results written to {out}")
     return Path(out)
@@ -642,12 +694,31 @@ def check_results(results, what: str = "results") -> dict:
     rows = results.get("rows")
     if not isinstance(rows, list):
         raise ValueError(f"{what} has no list of rows (got {type(rows).__name__} under 'rows')")
-    for i, r in enumerate(rows):
+    def number(v):
+        return not isinstance(v, bool) and isinstance(v, (int, float))
+
+    for i, r in enumerate(rows):  # a failed row of a beta-fraction grid has no absolute beta
         if not isinstance(r, dict) or not isinstance(r.get("head"), str) \
-                or isinstance(r.get("beta"), bool) or not isinstance(r.get("beta"), (int, float)):
+                or not (number(r.get("beta")) or (r.get("beta") is None and number(r.get("beta_fraction")))):
             raise ValueError(f"{what}: row {i} is not a results row with a head name and a beta, "
                              f"got {r!r:.200}")
     return results
+
+
+def grid_values(results: dict) -> list[float]:
+    """The grid of a results dict: its ``beta_fractions`` (beta as a fraction of beta_max) when it
+    has them, else its absolute ``betas``."""
+    return list(results.get("beta_fractions") or results.get("betas") or [])
+
+
+def _beta(row: dict, spec: str) -> str:
+    return "?" if row.get("beta") is None else format(row["beta"], spec)
+
+
+def _fraction(row: dict, spec: str) -> str:
+    """beta / beta_max of a row given as a fraction; blank for an absolute beta."""
+    f = row.get("beta_fraction")
+    return "" if f is None else format(f, spec)
 
 
 def load_results(path, what: str | None = None) -> dict:
@@ -710,7 +781,7 @@ def format_table(results: dict, markdown: bool = False) -> str:
              f"device {results.get('device', '?')}"]
     rows = results["rows"]
     failed = [r for r in rows if not row_ok(r)]
-    n_grid = len(results.get("heads") or []) * len(results.get("betas") or [])
+    n_grid = len(results.get("heads") or []) * len(grid_values(results))
     partial = results.get("complete") is False or (n_grid and len(rows) < n_grid)
     notes = []
     if partial:
@@ -720,45 +791,59 @@ def format_table(results: dict, markdown: bool = False) -> str:
         notes.append(f"{len(failed)} row(s) FAILED (error shown); rerun the same command to retry them")
     fewer = sorted({r["head"] for r in rows if row_ok(r) and d.get("classes") is not None
                     and r.get("classes") is not None and r["classes"] < d["classes"]})
-    if fewer:
-        notes.append(f"{', '.join(fewer)}: built for fewer than the data set's {d['classes']} classes (the "
-                     "solver counts the classes in the training labels; classes absent there are never "
-                     "predicted)")
+    if fewer:  # only in files of older versions: every head now takes the data set's class count
+        notes.append(f"{', '.join(fewer)}: built for fewer than the data set's {d['classes']} classes (an "
+                     "older version's solver counted the classes in the training labels; classes absent "
+                     "there are never predicted)")
+    borrowed = {}
+    for r in rows:
+        if r.get("beta_fraction") is not None and r.get("beta_max_of") not in (None, r["head"]):
+            borrowed.setdefault(r["beta_max_of"], set()).add(r["head"])
+    show_f = any(r.get("beta_fraction") is not None for r in rows)  # a beta/beta_max column
+    if show_f:
+        other = "".join(f"; {', '.join(sorted(hs))}: beta_max of {of}" for of, hs in sorted(borrowed.items()))
+        notes.append("b/bmax: beta / beta_max, the smallest beta at which the head's convex program has the "
+                     "zero solution (>= 1: zero)" + other
+                     + (" (a squared-norm penalty has no beta_max of its own)" if other else ""))
     if rows and not any(r.get("head") == "linear_flat" for r in rows):
         notes.append("no linear_flat row: without the flattened-token baseline a token head's gain over "
                      "linear may come from token positions alone (run --heads ...,linear_flat)")
     if markdown:
-        lines += ["", "| head | beta | top-1 | top-5 | params | units | time (s) | rel. gap | device |",
-                  "|---|---:|---:|---:|---:|---:|---:|---:|---|"]
+        lines += ["", "| head | beta | " + ("beta/beta_max | " if show_f else "") + "top-1 | top-5 | params "
+                  "| units | time (s) | rel. gap | device |",
+                  "|---|---:|" + ("---:|" if show_f else "") + "---:|---:|---:|---:|---:|---:|---|"]
         for r in rows:
             r = _readout_label(r)
+            at = _beta(r, ".3g") + (f" | {_fraction(r, '.3g')}" if show_f else "")
             if not row_ok(r):
                 err = str(r.get("error", "unknown error")).replace("|", "\\|").replace("\n", " ")
-                lines.append(f"| {r['head']} | {r['beta']:.3g} | FAILED: {err} | | | | "
+                lines.append(f"| {r['head']} | {at} | FAILED: {err} | | | | "
                              f"{_num(r.get('train_time_s'), '.2f')} | | {r.get('device', '?')} |")
                 continue
             gap = "n/a (non-convex)" if r.get("rel_gap", None) is None and not r.get("convex") \
                 else _num(r.get("rel_gap"), ".1e")
-            lines.append(f"| {r['head']} | {r['beta']:.3g} | {_num(r.get('top1'), '.1f', 100)}% "
+            lines.append(f"| {r['head']} | {at} | {_num(r.get('top1'), '.1f', 100)}% "
                          f"| {_num(r.get('top5'), '.1f', 100)}% | {_num(r.get('params'), 'd')} "
                          f"| {r.get('units') if r.get('units') is not None else ''} "
                          f"| {_num(r.get('train_time_s'), '.2f')} | {gap} | {r.get('device', '?')} |")
         if notes:
             lines += [""] + [f"**{n}**" for n in notes]
         return "\n".join(lines)
-    head = f"{'head':22s} {'beta':>8s} {'top1':>6s} {'top5':>6s} {'params':>10s} {'units':>5s} " \
-           f"{'time s':>8s} {'rel gap':>9s} {'device':>7s}"
+    head = f"{'head':22s} {'beta':>8s} " + (f"{'b/bmax':>7s} " if show_f else "") + \
+        f"{'top1':>6s} {'top5':>6s} {'params':>10s} {'units':>5s} {'time s':>8s} {'rel gap':>9s} " \
+        f"{'device':>7s}"
     lines += [head, "-" * len(head)]
     for r in rows:
         r = _readout_label(r)
+        at = f"{_beta(r, '8.2g'):>8s}" + (f" {_fraction(r, '7.3g'):>7s}" if show_f else "")
         if not row_ok(r):
             err = str(r.get("error", "unknown error")).replace("\n", " ")
-            lines.append(f"{r['head']:22s} {r['beta']:8.2g} FAILED: {err}")
+            lines.append(f"{r['head']:22s} {at} FAILED: {err}")
             continue
         nc = r.get("rel_gap") is None and not r.get("convex")
         gap = "n/a (nc)" if nc else _num(r.get("rel_gap"), ".1e")
         units = "" if r.get("units") is None else str(r["units"])
-        lines.append(f"{r['head']:22s} {r['beta']:8.2g} {_num(r.get('top1'), '5.1f', 100)}% "
+        lines.append(f"{r['head']:22s} {at} {_num(r.get('top1'), '5.1f', 100)}% "
                      f"{_num(r.get('top5'), '5.1f', 100)}% {_num(r.get('params'), '10d'):>10s} {units:>5s} "
                      f"{_num(r.get('train_time_s'), '8.2f'):>8s} {gap:>9s} {str(r.get('device', '?')):>7s}")
     lines.append("rel gap: certified (objective - lower bound) / objective; n/a (nc) for non-convex heads")

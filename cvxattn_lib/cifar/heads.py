@@ -2,7 +2,15 @@ r"""Heads trained on cached tokens X (n, s, d) with CIFAR-100 labels, and how ea
 
 Every head minimises the project's objective
 :math:`\sum_i \mathrm{CE}(f(X_i), y_i) + \tfrac{\beta}{2}\sum \|W\|_F^2` (sum over samples), so one
-``beta`` means the same for all heads.
+``beta`` weighs the same penalty in every head.  It does not regularise them alike: each convex head's
+:math:`\beta_{\max}` (the smallest beta with the zero solution) is its own, and they differ by orders
+of magnitude.  ``train_head(..., beta_fraction=f)`` gives beta as a fraction of it (the glmnet
+:math:`\lambda/\lambda_{\max}` convention, :func:`reference_beta_max`): convex heads solved by
+``fit_head`` take :math:`\beta = f\,\beta_{\max}` of their own program (zero at f >= 1); the heads with a
+squared-norm penalty, which have no :math:`\beta_{\max}` (zero is optimal only where the gradient at
+zero vanishes), take f times the :math:`\beta_{\max}` of the convex program of their family
+(:data:`BETA_MAX_OF`), so that ``mlp_relu`` and ``mlp_gated_relu`` (and ``attention_softmax`` and
+``attention_linear``) share one absolute beta, the weight decay of the same weights.
 
 * ``linear``: logits :math:`\bar x W` on the token mean :math:`\bar x`; convex, solved by full-batch
   L-BFGS in float64, with the duality gap
@@ -25,14 +33,12 @@ Every head minimises the project's objective
 
 from __future__ import annotations
 
-import inspect
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from typing import Callable
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from ..validation import class_labels, known_options, positive_int, positive_scalar, real_features, seed_value
@@ -67,9 +73,19 @@ class HeadResult:
     twin_rel_diff: float | None = None  # convex heads: recovered network vs solver on train, relative
     options: dict = field(default_factory=dict)
     classes: int | None = None  # logits the trained head has (the data set's class count, see train_head)
+    beta_max: float | None = None  # with beta_fraction: the beta_max that beta is a fraction of
+    beta_fraction: float | None = None  # beta / beta_max when beta was given as a fraction (else None)
+    beta_max_of: str | None = None  # whose beta_max: the head itself, or its family's convex program
 
     def as_dict(self) -> dict:
         return asdict(self)
+
+    @classmethod
+    def from_dict(cls, row: dict) -> "HeadResult":
+        """A row of a results file back as a :class:`HeadResult` (rows of older files lack the later
+        fields, which take their defaults; keys that are not fields, e.g. ``status``, are dropped)."""
+        names = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in row.items() if k in names})
 
 
 @dataclass(frozen=True)
@@ -322,12 +338,15 @@ def _convex_trainer(name: str):
         ytr = data["y_train"].cpu().numpy()
         kw = dict(options.get("solver_options", {}))
         kw.setdefault("progress", progress)
-        if "classes" in inspect.signature(solvers.fit_head).parameters:  # the data's class count
-            kw["classes"] = data["classes"]
+        kw["classes"] = data["classes"]  # one logit per class of the data set, seen in y_train or not
         readout = options.get("readout", "mean")
-        fit = solvers.fit_head(_readout_kind(name, kind, readout), Xtr, ytr, beta,
-                               method=options.get("method", "fista"), device=device,
-                               activation=activation, seed=seed, loss="cross_entropy", **kw)
+        common = dict(method=options.get("method", "fista"), device=device, activation=activation,
+                      seed=seed, loss="cross_entropy", **kw)
+        solver_kind = _readout_kind(name, kind, readout)
+        if beta is None:  # beta = beta_fraction x this head's own beta_max (fit records both)
+            fit = solvers.fit_head_fraction(solver_kind, Xtr, ytr, data["beta_fraction"], **common)
+        else:
+            fit = solvers.fit_head(solver_kind, Xtr, ytr, beta, **common)
         predict = _convex_predictions if readout == "mean" else _readout_predictions
         return fit, fit.value, fit.value - fit.lower_bound, lambda f: predict(f, Xtr, Xte)
 
@@ -434,6 +453,55 @@ def available_heads() -> list[str]:
     return [h for h in HEADS if needs(h) not in CONVEX_HEADS or convex_available(needs(h))]
 
 
+#: heads whose penalty is a squared norm, which have no beta_max of their own (zero is optimal only
+#: where the gradient at zero vanishes), and the convex program whose beta_max their
+#: ``beta_fraction`` is a fraction of: head -> (name recorded as ``beta_max_of``, solver kind,
+#: activation, inputs).  ``mlp_relu`` and ``attention_softmax`` take the beta_max of the convex head
+#: of their family (the same weights W1, W2 under the same weight decay, so at one fraction the two
+#: share one absolute beta); ``linear`` and ``linear_flat`` that of the two-layer linear network on
+#: the same inputs (``fit_head('mlp', activation='linear')``, the program
+#: :math:`\min_W \mathrm{CE} + \beta\|W\|_*`), whose beta_max is the spectral norm of the linear
+#: head's gradient at W = 0; the linear heads' own (ridge) solution is not zero at f >= 1.
+BETA_MAX_OF = {
+    "linear": ("mlp(linear) on the token mean", "mlp", "linear", "mean"),
+    "linear_flat": ("mlp(linear) on the flattened tokens", "mlp", "linear", "flat"),
+    "mlp_relu": ("mlp_gated_relu", "mlp", "gated_relu", "mean"),
+    "attention_softmax": ("attention_linear", "self_attention", "linear", "tokens"),
+}
+
+
+def reference_beta_max(name: str, X, y, classes: int, seed: int = 0, device=None,
+                       solver_options: dict | None = None, readout: str = "mean") -> tuple[float, str]:
+    """``(beta_max, of)``: the beta_max that head ``name``'s ``beta_fraction`` is a fraction of, on
+    tokens X (n, s, d) with labels y, and whose it is (the head itself for the convex heads solved by
+    ``fit_head``, else :data:`BETA_MAX_OF`).  Exact (float64, :func:`cal.solvers.beta_max`), with
+    the gates the convex head would draw for the same ``seed`` and ``solver_options`` (``n_gates``,
+    ``gates``, and the power-iteration options)."""
+    solvers = solver_module()
+    so = dict(solver_options or {})
+    if name in BETA_MAX_OF:
+        of, kind, activation, inputs = BETA_MAX_OF[name]
+        Xr = pooled(flat_tokens(X)) if inputs == "flat" else pooled(X) if inputs == "mean" else X
+    else:
+        base, readout = READOUT_VARIANTS.get(name, (name, readout))
+        if base not in CONVEX_HEADS:
+            raise ValueError(f"head {name!r} has no beta_max; choose from {', '.join(HEADS)}")
+        kind, activation, pool = CONVEX_HEADS[base]
+        kind, of = _readout_kind(base, kind, readout), name
+        Xr = pooled(X) if pool else X
+    if not isinstance(Xr, np.ndarray) or Xr.dtype != np.float64:
+        Xr = np.asarray(Xr, dtype=np.float64)
+    gated = {k: so[k] for k in ("n_gates", "gates") if k in so and activation == "gated_relu"}
+    power = {k: so[k] for k in ("batch_size", "power_iter", "power_tol", "block", "explicit_limit")
+             if k in so}
+    bmax = solvers.beta_max(kind, Xr, y, device=device, activation=activation, seed=seed,
+                            loss="cross_entropy", classes=classes, **gated, **power)
+    if not bmax > 0:
+        raise ValueError(f"beta_max of {of} is {bmax:g} on these features (the gradient at zero vanishes); "
+                         "give an absolute beta instead of beta_fraction")
+    return float(bmax), of
+
+
 #: the options of :func:`train_head` (the command line passes all of them to every head)
 TRAIN_OPTIONS = ("width", "attn_heads", "lbfgs_iter", "method", "solver_options", "readout")
 
@@ -454,10 +522,17 @@ def _check_options(options: dict) -> None:
                         f"{options['solver_options']!r}")
 
 
-def train_head(name: str, X_train, y_train, X_test, y_test, beta: float, device=None, epochs: int = 10,
-               batch_size: int = 256, lr: float = 1e-3, seed: int = 0, progress: bool = True,
-               classes: int = 100, return_model: bool = False, **options):
+def train_head(name: str, X_train, y_train, X_test, y_test, beta: float | None = None, device=None,
+               epochs: int = 10, batch_size: int = 256, lr: float = 1e-3, seed: int = 0,
+               progress: bool = True, classes: int = 100, return_model: bool = False,
+               beta_fraction: float | None = None, **options):
     """Train head ``name`` at ``beta`` on (X_train (n, s, d), y_train) and score it on the test split.
+
+    Give exactly one of ``beta`` (absolute) and ``beta_fraction`` (f > 0: beta = f x beta_max, the
+    head's own for the convex heads solved by ``fit_head``, whose solution is zero at f >= 1, else
+    that of its family's convex program, :data:`BETA_MAX_OF`); the result records ``beta``,
+    ``beta_max``, ``beta_fraction`` and ``beta_max_of`` (the last three None with an absolute beta).
+    Every head has ``classes`` logits, one per class of the data set, whether or not y_train holds it.
 
     Returns a :class:`HeadResult` (top-1/top-5 test accuracy, parameters, training time, device, gap
     bound); with ``return_model`` also the trained model (a torch module, or the convex
@@ -472,7 +547,12 @@ def train_head(name: str, X_train, y_train, X_test, y_test, beta: float, device=
     from ..runtime import device as pick_device
 
     spec = HEADS[check_heads([name])[0]]
-    beta = positive_scalar("beta", beta)
+    if (beta is None) == (beta_fraction is None):
+        raise TypeError(f"train_head takes exactly one of beta and beta_fraction, got beta={beta!r} and "
+                        f"beta_fraction={beta_fraction!r}")
+    beta = None if beta is None else positive_scalar("beta", beta)
+    if beta_fraction is not None:
+        beta_fraction = positive_scalar("beta_fraction", beta_fraction)
     epochs = positive_int("epochs", epochs)
     batch_size = positive_int("batch_size", batch_size)
     lr = positive_scalar("lr", lr)
@@ -491,22 +571,29 @@ def train_head(name: str, X_train, y_train, X_test, y_test, beta: float, device=
                          f"{X_train.shape} and {X_test.shape}")
     ytr = torch.as_tensor(class_labels("y_train", y_train, X_train.shape[0], classes))
     yte = torch.as_tensor(class_labels("y_test", y_test, X_test.shape[0], classes))
-    data = {"X_train": X_train, "y_train": ytr, "X_test": X_test, "classes": int(classes)}
+    data = {"X_train": X_train, "y_train": ytr, "X_test": X_test, "classes": int(classes),
+            "beta_fraction": beta_fraction}
+    own = name in CONVEX_HEADS or name in READOUT_VARIANTS  # fit_head_fraction finds its own beta_max
     torch.manual_seed(seed)
     if dev.type == "cuda":
         torch.cuda.synchronize(dev)
     t0 = time.perf_counter()
+    bmax = of = None
+    if beta_fraction is not None and not own:  # the family's beta_max (counted in the training time)
+        bmax, of = reference_beta_max(name, X_train, ytr.numpy(), int(classes), seed, dev,
+                                      options.get("solver_options"))
+        beta = beta_fraction * bmax
     model, value, gap, predict = spec.train(data, beta, dev, epochs, batch_size, lr, seed, progress, options)
+    if beta is None:  # a convex fit at beta_fraction x its own beta_max: it records both
+        beta, bmax, of = float(model.beta), float(model.beta_max), name
     if dev.type == "cuda":
         torch.cuda.synchronize(dev)
     elapsed = time.perf_counter() - t0
     preds = predict(model)
     tr_logits, te_logits = preds[0].cpu(), preds[1].cpu()
     built = int(tr_logits.shape[1])
-    if built < classes:  # a solver that takes the class count from the labels (max + 1): classes it
-        # never saw get no logit, i.e. -inf (never predicted); the row records ``classes=built``
-        tr_logits, te_logits = (F.pad(t.float(), (0, classes - built), value=-float("inf"))
-                                for t in (tr_logits, te_logits))
+    if built != classes or te_logits.shape[1] != classes:  # every head takes the class count
+        raise RuntimeError(f"head {name!r} returned {built} logits for a data set of {classes} classes")
     units = twin_diff = None
     if hasattr(model, "parameters"):
         params = n_params(model)
@@ -520,7 +607,8 @@ def train_head(name: str, X_train, y_train, X_test, y_test, beta: float, device=
                         objective=float(value), train_top1=topk(tr_logits, ytr, 1),
                         n_train=int(X_train.shape[0]), n_test=int(X_test.shape[0]),
                         tokens=int(X_train.shape[1]), features=int(X_train.shape[2]), units=units,
-                        twin_rel_diff=twin_diff, classes=built,
+                        twin_rel_diff=twin_diff, classes=built, beta_max=bmax,
+                        beta_fraction=beta_fraction, beta_max_of=of,
                         options={"epochs": epochs, "batch_size": batch_size, "lr": lr, "seed": seed,
                                  **options})
     return (result, model) if return_model else result

@@ -124,14 +124,15 @@ def _options(fn, options: dict, method: str):
                         f"valid options: {', '.join(sorted(set(allowed)))}")
 
 
-def _lifted_shape(kind, X, Y, activation, gates, n_gates, loss, item):
+def _lifted_shape(kind, X, Y, activation, gates, n_gates, loss, item, classes=None):
     """``((P, p, q), host, device)`` for the data's sizes: the shape of Z and ``{array: bytes}`` of
     what is built beside it in host memory (numpy) and on the device (torch, ``item`` bytes an
     entry); None when the sizes cannot be read (``build`` then reports the bad argument)."""
     shape = np.shape(X)
     try:
-        c = (int(np.max(Y)) + 1 if np.size(Y) else 1) if loss == "cross_entropy" else \
-            (np.shape(Y)[-1] if np.ndim(Y) == len(shape) else 1)
+        c = ((int(classes) if classes is not None else int(np.max(Y)) + 1 if np.size(Y) else 1)
+             if loss == "cross_entropy" else
+             (np.shape(Y)[-1] if np.ndim(Y) == len(shape) else 1))
     except (TypeError, ValueError, OverflowError):
         return None
     c = max(c, 1)
@@ -170,14 +171,14 @@ def _lifted_shape(kind, X, Y, activation, gates, n_gates, loss, item):
     return None
 
 
-def _check_memory(kind, X, Y, activation, gates, n_gates, loss, method, options, dtype, dev):
+def _check_memory(kind, X, Y, activation, gates, n_gates, loss, method, options, dtype, dev, classes=None):
     """Refuse sizes whose arrays cannot fit in memory, before allocating any of them: a lower
     bound from the data, the gates, patterns or masks, and the lifted Z (FISTA holds at least
     five copies of it: iterate, extrapolation, gradient, step and prox) or the factors
     (Burer-Monteiro: factors, gradients and Adam's two moments).  Host arrays are held against
     the machine's memory, device arrays against the GPU's (on a CPU, all against the first)."""
     item = torch.empty((), dtype=dtype).element_size()
-    sizes = _lifted_shape(kind, X, Y, activation, gates, n_gates, loss, item)
+    sizes = _lifted_shape(kind, X, Y, activation, gates, n_gates, loss, item, classes)
     if sizes is None:
         return
     (P, p, q), host, device = sizes
@@ -198,7 +199,8 @@ def _check_memory(kind, X, Y, activation, gates, n_gates, loss, method, options,
 
 
 def fit_head(kind: str, X, Y, beta, method: str = "fista", device=None, activation: str | None = None,
-             gates=None, n_gates=None, seed: int = 0, loss: str = "squared", **options) -> HeadFit:
+             gates=None, n_gates=None, seed: int = 0, loss: str = "squared", classes: int | None = None,
+             **options) -> HeadFit:
     """Solve the convex program of a head with torch, on CPU or CUDA, with a float64 certificate.
 
     ``kind``: a registered head (:data:`cal.solvers.HEADS`: ``'mlp'``, ``'self_attention'``,
@@ -206,6 +208,9 @@ def fit_head(kind: str, X, Y, beta, method: str = "fista", device=None, activati
     ``loss`` as the matching ``cal.convex.fit_*`` (same gates for the same seed); ``activation``
     defaults to ``'gated_relu'`` for ``mlp``, ``'linear'`` for ``self_attention`` and ``mixer``,
     and for ``fno`` names the mixing (``'circulant'`` default, or ``'spectral'``).
+    ``classes`` (``loss='cross_entropy'`` only): the data set's class count, the number of logits
+    (labels must lie below it; default: the labels' max + 1, so a class absent from ``Y`` gets no
+    logit).
     ``method``: ``'fista'`` (full batch, lifted Z; options ``max_iter``, ``tol`` (certified relative
     gap to stop at, default 1e-6), ``check_every``, ``batch_size`` (evaluation chunks), ``L0``,
     ``shrink``) or ``'burer_monteiro'`` (factors; options ``rank`` (columns per gate, default
@@ -236,10 +241,11 @@ def fit_head(kind: str, X, Y, beta, method: str = "fista", device=None, activati
             positive_scalar(name, options[name])
     if "shrink" in options:  # L_k *= shrink each iteration: 1 keeps plain backtracking
         in_interval("shrink", options["shrink"], 0.0, 1.0, closed_high=True)
+    classes = _classes(classes, loss)
     cls = HEADS[kind]
     activation = cls.DEFAULT_ACTIVATION if activation is None else activation
-    _check_memory(kind, X, Y, activation, gates, n_gates, loss, method, options, dtype, dev)
-    head = cls.build(X, Y, activation, gates, n_gates, seed, loss, dev, dtype)
+    _check_memory(kind, X, Y, activation, gates, n_gates, loss, method, options, dtype, dev, classes)
+    head = cls.build(X, Y, activation, gates, n_gates, seed, loss, dev, dtype, classes=classes)
     head64 = head if dtype == torch.float64 else head.with_dtype(torch.float64)
     if method == "burer_monteiro":
         options.setdefault("seed", seed)
@@ -277,24 +283,37 @@ def fit_head(kind: str, X, Y, beta, method: str = "fista", device=None, activati
                    _Z=out.get("Zt"), _factors=out.get("factors"))
 
 
+def _classes(classes, loss: str) -> int | None:
+    """``classes`` checked: None, or an integer >= 1 with ``loss='cross_entropy'``."""
+    if classes is None:
+        return None
+    if loss != "cross_entropy":
+        raise ValueError(f"classes is for loss='cross_entropy' (the number of logits); with "
+                         f"loss={loss!r} the outputs are Y's columns; got classes={classes!r}")
+    return positive_int("classes", classes)
+
+
 def beta_max(kind: str, X, Y, device=None, activation: str | None = None, gates=None, n_gates=None,
-             seed: int = 0, loss: str = "squared", batch_size: int | None = None, **power) -> float:
+             seed: int = 0, loss: str = "squared", batch_size: int | None = None,
+             classes: int | None = None, **power) -> float:
     r"""The head's beta_max: the smallest beta at which Z = 0 is optimal,
     :math:`\max_j\|\mathcal{A}_j^*(\nabla L(0))\|_2` (float64; the exact largest singular value by
     SVD when :math:`\mathcal{A}^*` fits in ``explicit_limit`` entries, see
     :func:`.certify.beta_max`).  Arguments as :func:`fit_head` (same gates for the same seed);
     ``power``: ``explicit_limit``, ``power_iter``, ``power_tol``, ``block``."""
-    head = _build_head(kind, X, Y, device, activation, gates, n_gates, seed, loss)
+    head = _build_head(kind, X, Y, device, activation, gates, n_gates, seed, loss, classes)
     return _beta_max_of(head, batch_size, power)
 
 
-def _build_head(kind, X, Y, device, activation, gates, n_gates, seed, loss):
+def _build_head(kind, X, Y, device, activation, gates, n_gates, seed, loss, classes=None):
     kind = choice("kind", kind, tuple(HEADS))
     seed = seed_value("seed", seed)
     loss = choice("loss", loss, ("squared", "cross_entropy"))
+    classes = _classes(classes, loss)
     cls = HEADS[kind]
     activation = cls.DEFAULT_ACTIVATION if activation is None else activation
-    return cls.build(X, Y, activation, gates, n_gates, seed, loss, pick_device(device), torch.float64)
+    return cls.build(X, Y, activation, gates, n_gates, seed, loss, pick_device(device), torch.float64,
+                     classes=classes)
 
 
 def _beta_max_of(head, batch_size, power) -> float:
@@ -311,14 +330,14 @@ def _beta_max_of(head, batch_size, power) -> float:
 
 def fit_head_fraction(kind: str, X, Y, beta_fraction, method: str = "fista", device=None,
                       activation: str | None = None, gates=None, n_gates=None, seed: int = 0,
-                      loss: str = "squared", **options) -> HeadFit:
+                      loss: str = "squared", classes: int | None = None, **options) -> HeadFit:
     """:func:`fit_head` at beta = ``beta_fraction`` x the head's own :func:`beta_max` (the glmnet
     lambda / lambda_max convention: one fraction means the same for every head, whose beta_max
     differ by orders of magnitude).  ``beta_fraction`` > 0; at >= 1 the solution is Z = 0.  The
     result records ``beta`` (absolute), ``beta_max`` and ``beta_fraction``.  Other arguments and
     options as :func:`fit_head` (``batch_size``, ``explicit_limit``, ... also serve beta_max)."""
     beta_fraction = positive_scalar("beta_fraction", beta_fraction)
-    head = _build_head(kind, X, Y, device, activation, gates, n_gates, seed, loss)
+    head = _build_head(kind, X, Y, device, activation, gates, n_gates, seed, loss, classes)
     power = {k: options[k] for k in ("power_iter", "power_tol", "block", "explicit_limit")
              if k in options}
     bmax = _beta_max_of(head, options.get("batch_size"), power)
@@ -327,6 +346,6 @@ def fit_head_fraction(kind: str, X, Y, beta_fraction, method: str = "fista", dev
                          "is optimal for every beta); pass an absolute beta to fit_head instead")
     fit = fit_head(kind, X, Y, beta_fraction * bmax, method=method, device=device,
                    activation=activation, gates=gates, n_gates=n_gates, seed=seed, loss=loss,
-                   **options)
+                   classes=classes, **options)
     fit.beta_max, fit.beta_fraction = bmax, beta_fraction
     return fit

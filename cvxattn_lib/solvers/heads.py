@@ -58,7 +58,10 @@ class ConvexHead(nn.Module):
 
     # -- to implement ----------------------------------------------------------------------
     @classmethod
-    def build(cls, X, Y, activation, gates, n_gates, seed, loss, device, dtype) -> "ConvexHead":
+    def build(cls, X, Y, activation, gates, n_gates, seed, loss, device, dtype,
+              classes: int | None = None) -> "ConvexHead":
+        """The head on data X, targets Y.  ``classes`` (cross-entropy): the data set's class count,
+        the number of logits (labels must lie below it; default: the labels' max + 1)."""
         raise NotImplementedError
 
     def forward(self, Z: torch.Tensor, idx=None) -> torch.Tensor:  # pragma: no cover - abstract
@@ -213,14 +216,14 @@ class MLPHead(ConvexHead):
         self.Yt = torch.as_tensor(Y, dtype=ydtype, device=device)
 
     @classmethod
-    def build(cls, X, Y, activation, gates, n_gates, seed, loss, device, dtype):
+    def build(cls, X, Y, activation, gates, n_gates, seed, loss, device, dtype, classes=None):
         X = as_float_array("X", X, 2)
         activation = choice("activation", activation, cls.ACTIVATIONS + ("relu",))
         if activation == "relu":
             raise ValueError("activation='relu' is a group-norm program with cone constraints, not a "
                              "nuclear-norm head; use activation='gated_relu' here, or "
                              "cal.convex.fit_mlp(..., activation='relu') for small problems")
-        Y, c = targets(Y, X.shape[0], loss)
+        Y, c = targets(Y, X.shape[0], loss, classes=classes)
         n, d = X.shape
         if activation == "linear":
             D, G = np.ones((n, 1), dtype=bool), np.zeros((d, 0))
@@ -298,11 +301,11 @@ class AttentionHead(ConvexHead):
         self.Yt = torch.as_tensor(Y, dtype=ydtype, device=device)
 
     @classmethod
-    def build(cls, X, Y, activation, gates, n_gates, seed, loss, device, dtype):
+    def build(cls, X, Y, activation, gates, n_gates, seed, loss, device, dtype, classes=None):
         X = as_float_array("X", X, 3)
         n, s, d = X.shape
         activation = choice("activation", activation, cls.ACTIVATIONS)
-        Y, c = token_targets(Y, n, s, loss)
+        Y, c = token_targets(Y, n, s, loss, classes=classes)
         G = np.zeros((0, d, d)) if activation == "linear" else attention_gates(d, gates, n_gates, seed)
         return cls(X, Y, G, activation, loss, c, device, dtype)
 
@@ -388,9 +391,9 @@ class AttentionHead(ConvexHead):
         return out
 
 
-def _token_Y(X, Y, loss):
+def _token_Y(X, Y, loss, classes=None):
     """Token targets (n, s, c) for the squared loss, labels (n,) for cross-entropy, and c."""
-    return token_targets(Y, X.shape[0], X.shape[1], loss)
+    return token_targets(Y, X.shape[0], X.shape[1], loss, classes=classes)
 
 
 class _TokenHead(ConvexHead):
@@ -437,11 +440,11 @@ class MixerTorchHead(_TokenHead):
                                                                       device=device)
 
     @classmethod
-    def build(cls, X, Y, activation, gates, n_gates, seed, loss, device, dtype):
+    def build(cls, X, Y, activation, gates, n_gates, seed, loss, device, dtype, classes=None):
         from ..convex.mixer import mixer_gates
         X = as_float_array("X", X, 3)
         activation = choice("activation", activation, cls.ACTIVATIONS)
-        Y, c = _token_Y(X, Y, loss)
+        Y, c = _token_Y(X, Y, loss, classes)
         s, d = X.shape[1:]
         G = np.zeros((0, s, s)) if activation == "linear" else mixer_gates(s, gates, n_gates, seed)
         if G.shape[0] == 0 and activation != "linear":
@@ -525,12 +528,12 @@ class FNOTorchHead(_TokenHead):
         self.complex = activation == "spectral"
 
     @classmethod
-    def build(cls, X, Y, activation, gates, n_gates, seed, loss, device, dtype):
+    def build(cls, X, Y, activation, gates, n_gates, seed, loss, device, dtype, classes=None):
         X = as_float_array("X", X, 3)
         activation = choice("activation (the FNO mixing)", activation, cls.ACTIVATIONS)
         if gates is not None or n_gates is not None:
             raise ValueError("FNO heads have no gates; leave gates and n_gates as None")
-        Y, c = _token_Y(X, Y, loss)
+        Y, c = _token_Y(X, Y, loss, classes)
         return cls(X, Y, None, activation, loss, c, device, dtype)
 
     def forward(self, Z, idx=None):
