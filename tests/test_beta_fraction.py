@@ -302,3 +302,19 @@ def test_cli_beta_fractions_exclusive_and_checked(tmp_path, capsys, argv, match)
 def test_cli_help_names_beta_fractions(capsys):
     assert main(["train", "--help"]) == 0
     assert "--beta-fractions" in capsys.readouterr().out
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_beta_fraction_on_cuda_matches_the_cpu():
+    """The same fraction on CUDA: the same beta_max (float64) and the same certified optimum."""
+    X, y = tokens()
+    for h in ["mlp_relu", *convex_heads()]:
+        so = dict(SOLVER, n_gates=2) if "gated" in h or h == "mlp_relu" else dict(SOLVER)
+        kw = dict(beta_fraction=0.3, progress=False, classes=C, epochs=2, solver_options=so)
+        cpu = hmod.train_head(h, X, y, X[:8], y[:8], device="cpu", **kw)
+        gpu = hmod.train_head(h, X, y, X[:8], y[:8], device="cuda", **kw)
+        assert gpu.device.startswith("cuda") and gpu.classes == C, h
+        assert abs(gpu.beta_max - cpu.beta_max) <= 1e-10 * cpu.beta_max, h
+        if cpu.convex:
+            assert abs(gpu.objective - cpu.objective) <= 1e-7 * cpu.objective, h

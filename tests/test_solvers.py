@@ -283,6 +283,7 @@ def test_float32_fista_keeps_a_float64_certificate():
     assert abs(res.value - fit.value) <= 1e-4 * fit.value
 
 
+@pytest.mark.cuda
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 @pytest.mark.parametrize("activation", ["linear", "gated_relu"])
 def test_cuda_reaches_the_cpu_optimum(activation):

@@ -802,9 +802,9 @@ def format_table(results: dict, markdown: bool = False) -> str:
     show_f = any(r.get("beta_fraction") is not None for r in rows)  # a beta/beta_max column
     if show_f:
         other = "".join(f"; {', '.join(sorted(hs))}: beta_max of {of}" for of, hs in sorted(borrowed.items()))
-        notes.append("b/bmax: beta / beta_max, the smallest beta at which the head's convex program has the "
-                     "zero solution (>= 1: zero)" + other
-                     + (" (a squared-norm penalty has no beta_max of its own)" if other else ""))
+        why = " (their squared-norm penalty has no beta_max of its own: they are not zero at >= 1)"
+        notes.append("b/bmax: beta / beta_max; a convex head's own beta_max is the smallest beta with the "
+                     "zero solution (>= 1: zero)" + other + (why if other else ""))
     if rows and not any(r.get("head") == "linear_flat" for r in rows):
         notes.append("no linear_flat row: without the flattened-token baseline a token head's gain over "
                      "linear may come from token positions alone (run --heads ...,linear_flat)")

@@ -337,6 +337,9 @@ def _convex_trainer(name: str):
         Xtr, Xte = get(data["X_train"]), get(data["X_test"])
         ytr = data["y_train"].cpu().numpy()
         kw = dict(options.get("solver_options", {}))
+        if activation != "gated_relu":  # gates concern the gated heads only (one grid, all heads)
+            kw.pop("n_gates", None)
+            kw.pop("gates", None)
         kw.setdefault("progress", progress)
         kw["classes"] = data["classes"]  # one logit per class of the data set, seen in y_train or not
         readout = options.get("readout", "mean")
