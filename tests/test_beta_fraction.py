@@ -318,3 +318,48 @@ def test_beta_fraction_on_cuda_matches_the_cpu():
         assert abs(gpu.beta_max - cpu.beta_max) <= 1e-10 * cpu.beta_max, h
         if cpu.convex:
             assert abs(gpu.objective - cpu.objective) <= 1e-7 * cpu.objective, h
+
+
+def test_gates_options_reach_the_gated_heads_only():
+    """One --solver-option grid for every head: n_gates concerns the gated heads, the others ignore it."""
+    X, y = tokens()
+    for h in [h for h in ("fno", "mixer", "attention_linear") if h in hmod.available_heads()]:
+        r = hmod.train_head(h, X, y, X[:8], y[:8], 0.5, device="cpu", progress=False, classes=C,
+                            solver_options={"n_gates": 2, "tol": 1e-6})
+        assert r.classes == C and r.rel_gap <= 1e-6, h
+
+
+def test_notebook_sweep_plot_and_slider_over_fractions():
+    """explore.sweep over beta_fractions: rows and models keyed by fraction, at_beta picks a
+    fraction, the plot's x axis and the sweep slider say beta / beta_max."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from cvxattn_lib import widgets
+    from cvxattn_lib.cifar import explore
+
+    prepared = _prepared()
+    tr, te = prepared["caches"]["train"], prepared["caches"]["test"]
+    feats = {"train": tr.features.astype(np.float64), "test": te.features.astype(np.float64),
+             "y_train": tr.labels, "y_test": te.labels, "info": {"method": "none"}}
+    heads = ["linear", "mlp_relu"] + [h for h in ("mlp_gated_relu",) if h in hmod.available_heads()]
+    results, models = explore.sweep(prepared, feats, heads, beta_fractions=[0.1, 0.5], device="cpu",
+                                    progress=False, verbose=False, epochs=1, batch_size=8,
+                                    solver_options={"n_gates": 2, "tol": 1e-8})
+    assert set(models) == {(h, f) for h in heads for f in (0.1, 0.5)}
+    assert results["beta_fractions"] == [0.1, 0.5] and explore.grid_key(results) == "beta_fraction"
+    sub = explore.at_beta(results, 0.4)
+    assert sub["beta_fractions"] == [0.5] and [r["head"] for r in sub["rows"]] == heads
+    assert all(r["beta"] == 0.5 * r["beta_max"] for r in sub["rows"])
+    fig = explore.plot_sweep(results, beta=0.5)
+    assert fig.axes[0].get_xlabel().startswith("β / β_max")
+    assert sorted(fig.axes[0].lines[0].get_xdata()) == [0.1, 0.5]
+    plt.close(fig)
+    ex = widgets.cifar_sweep_explorer(results, beta=0.1)
+    assert ex.slider.description == "β / β_max" and ex.slider.value == 0.1
+    assert set(ex.last["top1"]) == set(heads)
+    with pytest.raises(ValueError, match="exactly one of betas and beta_fractions"):
+        explore.sweep(prepared, feats, heads, [0.1], beta_fractions=[0.1])
+    plt.close("all")

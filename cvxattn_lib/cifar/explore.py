@@ -56,24 +56,37 @@ def small_features(prepared: dict, dim: int, tokens: int, device=None) -> dict:
             "y_test": np.asarray(te.labels), "info": info}
 
 
-def sweep(prepared: dict, features: dict, heads, betas, device=None, progress: bool = True,
-          verbose: bool = True, head_options: dict | None = None, **common) -> tuple[dict, dict]:
+def grid_key(results: dict) -> str:
+    """The row field a results dict's grid runs over: ``'beta_fraction'`` (beta / beta_max) when it
+    was trained with ``beta_fractions``, else ``'beta'``."""
+    return "beta_fraction" if results.get("beta_fractions") else "beta"
+
+
+def sweep(prepared: dict, features: dict, heads, betas=None, device=None, progress: bool = True,
+          verbose: bool = True, head_options: dict | None = None, beta_fractions=None,
+          **common) -> tuple[dict, dict]:
     """Train every head at every beta on ``features`` (from :func:`small_features`).
 
-    ``head_options`` maps a head name to extra options of :func:`~.heads.train_head` for it only
-    (e.g. ``{"attention_gated_relu": {"solver_options": {"n_gates": 2}}}``); ``common`` go to all.
-    Returns ``(results, models)``: the results dict in the format of ``train`` (so
-    :func:`~.cli.format_table` prints it) and the trained models keyed ``(head, beta)``."""
+    The grid is ``betas`` (absolute) or ``beta_fractions`` (beta / beta_max of each head, see
+    :func:`~.heads.train_head`), not both.  ``head_options`` maps a head name to extra options of
+    :func:`~.heads.train_head` for it only (e.g. ``{"attention_gated_relu": {"solver_options":
+    {"n_gates": 2}}}``); ``common`` go to all.  Returns ``(results, models)``: the results dict in
+    the format of ``train`` (so :func:`~.cli.format_table` prints it) and the trained models keyed
+    ``(head, grid value)`` (the beta, or the fraction)."""
     from ..runtime import device as pick_device
     from .cli import RESULTS_FORMAT, data_info, resolve_heads
     from .heads import train_head
 
     heads = resolve_heads(heads)
-    betas = [float(b) for b in betas]
+    if (betas is None) == (beta_fractions is None):
+        raise ValueError("give exactly one of betas and beta_fractions")
+    fractions = None if beta_fractions is None else [float(f) for f in beta_fractions]
+    betas = [] if fractions is not None else [float(b) for b in betas]
     head_options = head_options or {}
     rows, models = [], {}
     for h in heads:
-        for beta in betas:
+        for g in fractions if fractions is not None else betas:
+            beta, frac = (None, g) if fractions is not None else (g, None)
             opts = {"classes": int(prepared.get("classes", 100)), **common, **head_options.get(h, {})}
             if "solver_options" in common and "solver_options" in head_options.get(h, {}):
                 opts["solver_options"] = {**common["solver_options"], **head_options[h]["solver_options"]}
@@ -81,13 +94,14 @@ def sweep(prepared: dict, features: dict, heads, betas, device=None, progress: b
                 warnings.simplefilter("ignore", RuntimeWarning)  # max_iter reached: the gap is reported
                 r, model = train_head(h, features["train"], features["y_train"], features["test"],
                                       features["y_test"], beta, device=device, progress=progress,
-                                      return_model=True, **opts)
+                                      return_model=True, beta_fraction=frac, **opts)
             rows.append(r.as_dict())
-            models[(h, beta)] = model
+            models[(h, g)] = model
             if verbose:
                 gap = "" if r.rel_gap is None else f" rel.gap={r.rel_gap:.1e}"
                 units = "" if r.units is None else f" units={r.units}"
-                print(f"  {h:22s} beta={beta:<7g} top1={r.top1:.3f} top5={r.top5:.3f} "
+                at = f"beta={r.beta:<7.3g}" + ("" if frac is None else f" (beta/beta_max={frac:g})")
+                print(f"  {h:22s} {at} top1={r.top1:.3f} top5={r.top5:.3f} "
                       f"time={r.train_time_s:.2f}s{units}{gap}", flush=True)
     tr, bb = prepared["caches"]["train"], prepared["backbone"]
     info = features["info"]
@@ -100,6 +114,8 @@ def sweep(prepared: dict, features: dict, heads, betas, device=None, progress: b
                             "tokens": int(tr.features.shape[1]), "features": int(tr.features.shape[2])},
                "reduction": info, "device": rows[0]["device"] if rows else str(pick_device(device)),
                "betas": betas, "heads": heads, "rows": rows}
+    if fractions is not None:
+        results["beta_fractions"] = fractions
     return results, models
 
 
@@ -114,12 +130,15 @@ def find_results(root=None) -> Path | None:
 
 
 def at_beta(results: dict, beta: float) -> dict:
-    """The results restricted to the rows at ``beta`` (the grid value nearest to it, in log scale)."""
-    betas = sorted({r["beta"] for r in results["rows"]})
+    """The results restricted to the rows at ``beta`` (the grid value nearest to it, in log scale);
+    for results trained with ``beta_fractions``, ``beta`` is a fraction of beta_max."""
+    key = grid_key(results)
+    betas = sorted({r[key] for r in results["rows"] if r.get(key) is not None})
     if not betas:
         raise ValueError("results has no rows")
     b = min(betas, key=lambda v: abs(np.log(v) - np.log(float(beta))))
-    return dict(results, rows=[r for r in results["rows"] if r["beta"] == b], betas=[b])
+    return dict(results, rows=[r for r in results["rows"] if r.get(key) == b],
+                **({"beta_fractions": [b]} if key == "beta_fraction" else {"betas": [b]}))
 
 
 def best_rows(results: dict) -> dict:
@@ -154,16 +173,17 @@ def plot_sweep(results: dict, beta: float | None = None, axes=None):
     trained = [r for r in results["rows"] if r.get("status", "ok") == "ok"]  # failed rows: no numbers
     heads = list(dict.fromkeys(r["head"] for r in trained))
     cmap = plt.get_cmap("tab10")
+    key = grid_key(results)
     for i, h in enumerate(heads):
-        rows = sorted((r for r in trained if r["head"] == h), key=lambda r: r["beta"])
-        b = [r["beta"] for r in rows]
+        rows = sorted((r for r in trained if r["head"] == h), key=lambda r: r[key])
+        b = [r[key] for r in rows]
         style = "o-" if rows[0]["convex"] else "s--"
         axes[0].semilogx(b, [100 * r["top1"] for r in rows], style, color=cmap(i % 10), label=h)
         if rows[0].get("units") is not None:
             axes[1].semilogx(b, [r["units"] for r in rows], style, color=cmap(i % 10), label=h)
-    axes[0].set(title="test accuracy against β", xlabel="β (weight decay)",
-                ylabel="top-1 test accuracy (%)")
-    axes[1].set(title="units of the last iterate against β", xlabel="β (weight decay)",
+    xlabel = "β / β_max (each head's own, or its family's)" if key == "beta_fraction" else "β (weight decay)"
+    axes[0].set(title="test accuracy against β", xlabel=xlabel, ylabel="top-1 test accuracy (%)")
+    axes[1].set(title="units of the last iterate against β", xlabel=xlabel,
                 ylabel="recovered units (neurons / heads / kernels)")
     axes[1].yaxis.set_major_locator(MaxNLocator(integer=True))  # units are counts
     handles, labels = axes[0].get_legend_handles_labels()
@@ -234,7 +254,8 @@ def plot_token_groups(image: np.ndarray, groups: dict, title: str = "", axes=Non
 
 
 def group_models(models: dict, beta: float) -> dict:
-    """The models of the heads in :data:`GROUP_HEADS` at the grid beta nearest to ``beta``."""
+    """The models of the heads in :data:`GROUP_HEADS` at the grid value nearest to ``beta`` (a
+    fraction of beta_max for a sweep over ``beta_fractions``)."""
     betas = sorted({b for _, b in models})
     b = min(betas, key=lambda v: abs(np.log(v) - np.log(float(beta))))
     return {h: m for (h, bb), m in models.items() if bb == b and h in GROUP_HEADS}

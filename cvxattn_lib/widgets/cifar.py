@@ -25,14 +25,18 @@ class SweepExplorer(Explorer):
 
         check_results(results)
         results = dict(results, rows=[r for r in results["rows"] if row_ok(r)])  # failed rows: no numbers
-        betas = sorted({float(r["beta"]) for r in results["rows"]})
+        from ..cifar.explore import grid_key
+
+        self.key = grid_key(results)  # 'beta', or 'beta_fraction' for a grid of beta / beta_max
+        betas = sorted({float(r[self.key]) for r in results["rows"]})
         if not betas:
             raise ValueError("results has no rows (or only failed ones); run the sweep first")
         self.results = results
         start = betas[len(betas) // 2] if beta is None else min(
             betas, key=lambda b: abs(np.log(b) - np.log(float(beta))))
         self.slider = W.SelectionSlider(options=[(f"{b:.3g}", b) for b in betas], value=start,
-                                        description="β (weight decay)", continuous_update=False,
+                                        description="β / β_max" if self.key == "beta_fraction"
+                                        else "β (weight decay)", continuous_update=False,
                                         style={"description_width": "initial"},
                                         layout=W.Layout(width="480px"))
         self._start([self.slider])
@@ -53,7 +57,8 @@ class SweepExplorer(Explorer):
         """The status line; head names come from a results file, so they are HTML-escaped."""
         best = max(info["top1"], key=info["top1"].get)
         units = ", ".join(f"{html.escape(str(h))} {u}" for h, u in info["units"].items() if u is not None)
-        return (f"<b>β = {info['beta']:.3g}</b> · best head {html.escape(str(best))} "
+        at = "β / β_max" if self.key == "beta_fraction" else "β"
+        return (f"<b>{at} = {info['beta']:.3g}</b> · best head {html.escape(str(best))} "
                 f"({100 * info['top1'][best]:.1f}% top-1) · units: {units}")
 
 
