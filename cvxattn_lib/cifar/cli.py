@@ -14,6 +14,8 @@ Examples::
     python -m cvxattn_lib.cifar extract --backbone gmlp_s16_224 --batch-size 512
     python -m cvxattn_lib.cifar train --heads linear,mlp_relu,attention_softmax --betas 1e-3,1e-2,1e-1 \\
         --epochs 20 --reduce-dim 32
+    # beta as a fraction of each head's beta_max (instead of --betas; the table shows both):
+    python -m cvxattn_lib.cifar train --heads all --beta-fractions 0.01,0.1 --reduce-dim 32
     python -m cvxattn_lib.cifar report
     # any image folder (ImageFolder layout) through a CIFAR ResNet's layer2 (16 x 16 tokens of 32):
     python -m cvxattn_lib.cifar train --data imagefolder:data/cifar10 \
