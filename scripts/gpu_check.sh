@@ -7,8 +7,8 @@
 # Steps (each with its own time limit, all within BUDGET_S seconds; each step's log goes to
 # $LOG_DIR/<step>.log):
 #   cuda_tests  pytest -m cuda (the tests that need a CUDA device; on a CPU they are skipped)
-#   bench       benchmarks/bench_solvers.py --device cuda   (--cpu-smoke: --device cpu --quick
-#               --skip-scaling)
+#   bench       benchmarks/bench_solvers.py --device cuda --cvxpy-timeout 20   (--cpu-smoke:
+#               --device cpu --quick --skip-scaling)
 #   pipeline    python -m cvxattn_lib.cifar train on the shipped real set ($DATA through $BACKBONE),
 #               beta given as fractions of each head's beta_max ($FRACTIONS)
 #   cifar100    the same on CIFAR-100 through $CIFAR_BACKBONE when its files are present under
@@ -29,10 +29,14 @@
 #   BACKBONE [resnet20:data/weights/resnet20_digits.safetensors:layer2]; with --cpu-smoke and no such
 #       weights file, a random-weight resnet20:layer2
 #   HEADS [available]
-#   FRACTIONS [0.01,0.1]   TRAIN_ARGS (extra train options) [--reduce-dim 32 --reduce-tokens 64 ...]
-#   CIFAR_BACKBONE [gmlp_s16_224]   CIFAR_ARGS [--subset 5000 --test-subset 1000 ...]
+#   FRACTIONS [0.01,0.1]   TRAIN_ARGS (extra train options) [--reduce-dim 16 --reduce-tokens 16 ...]
+#   CIFAR_BACKBONE [gmlp_s16_224]   CIFAR_ARGS [--subset 2000 --test-subset 500 ...]
+#   BENCH_ARGS [--device $DEVICE --cvxpy-timeout 20]
 #   STEPS [cuda_tests,bench,pipeline,cifar100]   BUDGET_S [570]: the whole check's time
-#   LIMIT_CUDA_TESTS [120]  LIMIT_BENCH [300]  LIMIT_PIPELINE [240]  LIMIT_CIFAR100 [240]: per step
+#   LIMIT_CUDA_TESTS [90]  LIMIT_BENCH [180]  LIMIT_PIPELINE [180]  LIMIT_CIFAR100 [120]: per step; a
+#       step gets at most what is left of BUDGET_S
+# CIFAR-100 through gMLP-S is pretrained only when timm finds its weights in the local cache (no
+# network: random weights, labelled as such in the table).
 set -uo pipefail
 
 usage() { sed -n '2,/^set -uo/p' "$0" | sed '$d' | sed 's/^# \{0,1\}//'; }
@@ -75,11 +79,11 @@ else
   DEVICE=${DEVICE:-cuda}
   DATA_ROOT=${DATA_ROOT:-${CVXATTN_DATA:-data}}
   HEADS=${HEADS:-available}
-  TRAIN_ARGS=${TRAIN_ARGS:---reduce-dim 32 --reduce-tokens 64 --epochs 20 --solver-option tol=1e-3 \
+  TRAIN_ARGS=${TRAIN_ARGS:---reduce-dim 16 --reduce-tokens 16 --epochs 20 --solver-option tol=1e-3 \
 --solver-option max_iter=3000 --solver-option n_gates=8}
-  CIFAR_ARGS=${CIFAR_ARGS:---subset 5000 --test-subset 1000 --reduce-dim 32 --reduce-tokens 49 --epochs 10 \
+  CIFAR_ARGS=${CIFAR_ARGS:---subset 2000 --test-subset 500 --reduce-dim 16 --reduce-tokens 16 --epochs 10 \
 --no-download --no-standin --solver-option tol=1e-3 --solver-option max_iter=2000 --solver-option n_gates=8}
-  BENCH_ARGS=${BENCH_ARGS:---device $DEVICE}
+  BENCH_ARGS=${BENCH_ARGS:---device $DEVICE --cvxpy-timeout 20}
 fi
 mkdir -p "$LOG_DIR" "$DATA_ROOT/results/gpu_check" || exit 2
 STEPS_TSV="$LOG_DIR/steps-$STAMP.tsv"
@@ -164,29 +168,29 @@ if [ -n "$WEIGHTS" ] && [ ! -f "$WEIGHTS" ] && [ "$SMOKE" = 1 ]; then
 fi
 
 # -- the steps ----------------------------------------------------------------------------------------
-run_step cuda_tests "${LIMIT_CUDA_TESTS:-120}" "" \
+run_step cuda_tests "${LIMIT_CUDA_TESTS:-90}" "" \
   "$PYTHON" -m pytest -q -p no:cacheprovider -m cuda tests
 # shellcheck disable=SC2086
-run_step bench "${LIMIT_BENCH:-300}" "" "$PYTHON" benchmarks/bench_solvers.py $BENCH_ARGS
+run_step bench "${LIMIT_BENCH:-180}" "" "$PYTHON" benchmarks/bench_solvers.py $BENCH_ARGS
 
 NAME=$(printf '%s' "$DATA" | sed 's#^imagefolder:##; s#/*$##; s#.*/##')
 OUT="$DATA_ROOT/results/${NAME}-gpu_check-$STAMP.json"
 # shellcheck disable=SC2086
-run_step pipeline "${LIMIT_PIPELINE:-240}" "$OUT" \
+run_step pipeline "${LIMIT_PIPELINE:-180}" "$OUT" \
   "$PYTHON" -m cvxattn_lib.cifar train --data-root "$DATA_ROOT" --data "$DATA" --backbone "$BACKBONE" \
   --device "$DEVICE" --heads "$HEADS" --beta-fractions "$FRACTIONS" --no-progress --out "$OUT" $TRAIN_ARGS
 
 if [ -d "$DATA_ROOT/cifar-100-python" ]; then
   OUT100="$DATA_ROOT/results/cifar100-gpu_check-$STAMP.json"
   # shellcheck disable=SC2086
-  run_step cifar100 "${LIMIT_CIFAR100:-240}" "$OUT100" \
+  run_step cifar100 "${LIMIT_CIFAR100:-120}" "$OUT100" \
     "$PYTHON" -m cvxattn_lib.cifar train --data-root "$DATA_ROOT" --data cifar100 \
     --backbone "$CIFAR_BACKBONE" --device "$DEVICE" --heads "$HEADS" --beta-fractions "$FRACTIONS" \
     --no-progress --out "$OUT100" $CIFAR_ARGS
 elif [ "$SMOKE" = 1 ]; then  # the same command on the labelled synthetic stand-in (tiny sizes)
   OUT100="$DATA_ROOT/results/cifar100-standin-gpu_check-$STAMP.json"
   # shellcheck disable=SC2086
-  run_step cifar100 "${LIMIT_CIFAR100:-240}" "$OUT100" \
+  run_step cifar100 "${LIMIT_CIFAR100:-120}" "$OUT100" \
     "$PYTHON" -m cvxattn_lib.cifar train --data-root "$DATA_ROOT" --data cifar100 \
     --backbone "$BACKBONE" --device "$DEVICE" --heads "$HEADS" --beta-fractions "$FRACTIONS" \
     --no-progress --out "$OUT100" $CIFAR_ARGS
