@@ -334,31 +334,43 @@ def run_sphinx(stage: Path, out: Path, doctrees: Path) -> None:
                         f"(see the messages above; sources in {stage})")
 
 
-_ASSET = re.compile(r"<(script|link|img|iframe|source)\b[^>]*?\b(src|href)\s*=\s*[\"']([^\"']+)[\"']",
-                    re.IGNORECASE)
-_CSS_URL = re.compile(r"(?:url\(|@import\s+)[\"']?(https?:)?//[^\"')\s]+", re.IGNORECASE)
+_FETCHED = {"script": "src", "img": "src", "iframe": "src", "source": "src", "video": "src",
+            "audio": "src", "embed": "src", "link": "href"}
+_LINK_RELS_FETCHED = {"stylesheet", "preload", "modulepreload", "icon", "shortcut", "apple-touch-icon",
+                      "manifest", "prefetch"}
+_CSS_URL = re.compile(r"(?:url\(\s*|@import\s+)[\"']?((?:https?:)?//[^\"')\s]+)", re.IGNORECASE)
+_LOCAL = re.compile(r"(?:https?:)?//(?:127\.0\.0\.1|localhost)(?:[:/]|$)", re.IGNORECASE)
+
+
+def _remote(url: str) -> bool:
+    return bool(re.match(r"(?:https?:)?//", url.strip(), re.IGNORECASE)) and not _LOCAL.match(url.strip())
 
 
 def external_assets(site: Path) -> list[str]:
-    """``file: tag -> URL`` for every script, style sheet, image or frame that a page of
-    ``site`` (or a style sheet) would fetch from a host other than the site itself."""
-    found = []
+    """``file: <tag> URL`` for every script, style sheet, font, image or frame that a page of
+    ``site`` (or one of its style sheets) would fetch from a host other than the site itself.
+    Hyperlinks (``<a href>``, ``<link rel="canonical">``) fetch nothing and are not listed."""
+    from html.parser import HTMLParser
+
+    found: list[str] = []
+
+    class Assets(HTMLParser):
+        def handle_starttag(self, tag, attrs):
+            attrs = dict(attrs)
+            url = attrs.get(_FETCHED.get(tag, ""), "") or ""
+            if tag == "link" and not set((attrs.get("rel") or "").lower().split()) & _LINK_RELS_FETCHED:
+                return
+            if url and _remote(url):
+                found.append(f"{self.page}: <{tag}> {url}")
+
     for page in sorted(site.rglob("*.html")):
-        text = page.read_text(encoding="utf-8", errors="replace")
-        for tag, _attr, url in _ASSET.findall(text):
-            if tag.lower() == "link":
-                rel = re.search(r"<link\b[^>]*\brel\s*=\s*[\"']([^\"']+)", text[text.find(url) - 400:
-                                                                              text.find(url)])
-                if rel and rel.group(1).lower() not in ("stylesheet", "preload", "modulepreload",
-                                                        "icon", "shortcut icon"):
-                    continue  # a plain hyperlink relation (canonical, next, ...) fetches nothing
-            if re.match(r"(https?:)?//", url, re.IGNORECASE) and not re.match(
-                    r"(https?:)?//(127\.0\.0\.1|localhost)[:/]", url, re.IGNORECASE):
-                found.append(f"{page.relative_to(site)}: <{tag}> {url}")
+        parser = Assets()
+        parser.page = page.relative_to(site)
+        parser.feed(page.read_text(encoding="utf-8", errors="replace"))
     for css in sorted(site.rglob("*.css")):
         for m in _CSS_URL.finditer(css.read_text(encoding="utf-8", errors="replace")):
-            if m.group(0) and "//" in m.group(0):
-                found.append(f"{css.relative_to(site)}: {m.group(0)}")
+            if _remote(m.group(1)):
+                found.append(f"{css.relative_to(site)}: {m.group(1)}")
     return found
 
 
