@@ -16,6 +16,7 @@ exclude_patterns = ["_repo", "_generated", "_build", "**.ipynb_checkpoints", "Th
 # MyST: $...$ and $$...$$ math as in the notebooks; "```{include}" pulls pages of the repository in
 myst_enable_extensions = ["dollarmath", "amsmath", "colon_fence"]
 myst_heading_anchors = 3
+myst_dmath_double_inline = True  # "text:\n$$...$$" inside a paragraph is display math, as in JupyterLab
 
 # MyST-NB: the notebooks were executed by scripts/execute_notebooks.py; never execute them again
 nb_execution_mode = "off"
