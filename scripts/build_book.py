@@ -378,9 +378,9 @@ def build(executed_dir: Path, out: Path, stage: Path | None = None,
           source_dir: Path = NOTEBOOK_DIR, solutions_dir: Path | None = None,
           with_solutions: bool = True) -> list[str]:
     """Check, stage and build; return the chapters in order.  Raises :class:`BookError`."""
-    out = Path(out)
-    stage = Path(stage or out.parent / f"{out.name}-src")
-    chapters = stage_sources(Path(executed_dir), stage, source_dir, solutions_dir, with_solutions)
+    out = Path(out).resolve()
+    stage = Path(stage or out.parent / f"{out.name}-src").resolve()
+    chapters = stage_sources(Path(executed_dir).resolve(), stage, source_dir, solutions_dir, with_solutions)
     run_sphinx(stage, out, out.parent / f"{out.name}-doctrees")
     remote = external_assets(out)
     if remote:
