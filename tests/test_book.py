@@ -12,29 +12,16 @@ The real book is built and opened in Chromium by tests/test_book_browser.py.
 
 from __future__ import annotations
 
-import importlib.util
 import shutil
-import sys
 from pathlib import Path
 
 import nbformat
 import pytest
-
-REPO_ROOT = Path(__file__).resolve().parent.parent
-
-
-def load_build_book():
-    """Import scripts/build_book.py (a script, not part of the package) by its path."""
-    name = "build_book"
-    if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(name, REPO_ROOT / "scripts" / f"{name}.py")
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module
-        spec.loader.exec_module(module)
-    return sys.modules[name]
+from conftest import load_script
 
 
-bb = load_build_book()
+
+bb = load_script("build_book")
 VIEW, STATE = bb.WIDGET_VIEW, bb.WIDGET_STATE
 
 

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import browser_helpers as bh
 import pytest
-from test_book import load_build_book
+from conftest import load_script
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 CACHE = REPO_ROOT / "build" / "book-test"
@@ -36,7 +36,7 @@ def book(execnb, tmp_path_factory):
     """Build the book from fast-mode executed notebooks (cached); return the site and the pages
     in the order the book lists them."""
     bh.require_browser()
-    bb = load_build_book()
+    bb = load_script("build_book")
     if not (bb.MATHJAX_DIR / bb.MATHJAX_ENTRY).exists() and not bb.shutil.which("npm"):
         bh.skip_or_fail("npm is missing and MathJax is not installed in book/node_modules")
     data = tmp_path_factory.mktemp("book_data")
