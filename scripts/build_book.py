@@ -141,8 +141,9 @@ def prepare_notebook(nb):
     """A copy of an executed notebook for a page without a kernel.
 
     - An explorer (a widget tagged ``cvxattn-...-explorer``) becomes a note saying that its controls
-      need a running kernel and how to start one; when the next code cell draws no figure (the
-      notebooks draw a static copy there), the explorer's initial figure is shown instead.
+      need a running kernel and how to start one, followed by a static figure: the PNG in the
+      widget's own output bundle if it has one; else none when the next code cell draws a figure
+      (the notebooks draw a static copy there); else the figure the explorer opened with.
     - Any other widget (a tqdm progress bar) becomes the text it showed when the cell ended.
     - The stored widget state goes (MyST-NB would otherwise load the widget manager from a CDN).
     - Markdown links to repository pages that the book splits up are pointed at the book's page.
@@ -166,10 +167,14 @@ def prepare_notebook(nb):
             classes = model.get("state", {}).get("_dom_classes", [])
             if any(EXPLORER_CLASS.fullmatch(c) for c in classes):
                 kind = str(out["data"].get("text/plain", "a widget")).split("(", 1)[0]
-                images = [] if nxt is not None and _has_image(nxt) else \
-                    _output_images(models, model_id)[:1]
-                figure = ("The next cell draws a static figure in its place." if not images else
-                          "Below is the figure it opens with.")
+                if "image/png" in out["data"]:  # a static figure shipped with the widget
+                    images = [{"data": {k: v for k, v in out["data"].items() if k != WIDGET_VIEW}}]
+                elif nxt is not None and _has_image(nxt):
+                    images = []  # the notebook draws a static figure in the next cell
+                else:
+                    images = _output_images(models, model_id)[:1]
+                figure = ("The figure of the next cell is a static one for readers of this page."
+                          if not images else "Below is the figure it opens with.")
                 note = KERNEL_NOTE.format(what=f"the explorer <code>{html.escape(kind)}</code>",
                                           figure=figure)
                 outputs.append(nbformat.v4.new_output("display_data", data={"text/html": note}))

@@ -147,7 +147,7 @@ def test_widgets_become_a_kernel_note_or_their_text():
     assert len(explorer) == 1, "the next cell draws the static figure, so none is added here"
     note = explorer[0].data["text/html"]
     for words in ("<code>BetaExplorer</code>", "running Python kernel",
-                  ".venv/bin/jupyter lab notebooks/", "The next cell draws a static figure"):
+                  ".venv/bin/jupyter lab notebooks/", "The figure of the next cell is a static one"):
         assert words in note
     assert "](../index.md)" in page.cells[0].source  # the lecturer's page is the landing page
     assert not any(VIEW in o.get("data", {}) for c in page.cells for o in c.get("outputs", []))
@@ -157,6 +157,14 @@ def test_an_explorer_without_a_static_copy_shows_its_initial_figure():
     explorer = bb.prepare_notebook(widget_notebook(static_copy=False)).cells[2].outputs
     assert "Below is the figure it opens with." in explorer[0].data["text/html"]
     assert explorer[1].data["image/png"] == PNG
+
+
+def test_a_static_figure_in_the_widget_bundle_is_kept():
+    nb = widget_notebook(static_copy=True)
+    nb.cells[2].outputs[0].data["image/png"] = PNG
+    explorer = bb.prepare_notebook(nb).cells[2].outputs
+    assert "Below is the figure it opens with." in explorer[0].data["text/html"]
+    assert explorer[1].data["image/png"] == PNG and bb.WIDGET_VIEW not in explorer[1].data
 
 
 # -- offline check ------------------------------------------------------------------------------

@@ -44,7 +44,7 @@ def book(execnb, tmp_path_factory):
         try:
             bb.check_executed(src, CACHE / "notebooks" / src.name)
         except bb.BookError:  # missing, edited since it ran, or failed last time: run it again
-            execnb.execute_notebook(src, CACHE, fast=True, data_dir=data, html=False)
+            execnb.execute_notebook(src, CACHE, fast=True, data_dir=data, html=False, timeout=300)
     site = CACHE / "book"
     chapters = bb.build(CACHE / "notebooks", site)
     solutions = [c for c in chapters if (bb.NOTEBOOK_DIR / "solutions" / f"{c}.md").exists()]
