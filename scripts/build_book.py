@@ -303,7 +303,8 @@ def stage_sources(executed_dir: Path, stage: Path, source_dir: Path = NOTEBOOK_D
 
     for src in sorted(p for p in BOOK_DIR.rglob("*") if p.is_file()):
         rel = src.relative_to(BOOK_DIR)
-        if rel.parts[0] not in ("node_modules", "package.json", "package-lock.json"):
+        if rel.parts[0] not in ("node_modules", "package.json", "package-lock.json") \
+                and "__pycache__" not in rel.parts:
             put_file(str(rel), src)
     put_file("_repo/README.md", REPO_ROOT / "README.md")
     put_file("_repo/notebooks/README.md", NOTEBOOK_DIR / "README.md")
