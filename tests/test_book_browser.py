@@ -81,13 +81,24 @@ def server(book):
 
 @pytest.fixture
 def page(chromium):
-    """A fresh page that records console errors and uncaught exceptions in ``page.errors``."""
+    """A fresh page that records console errors, uncaught exceptions and any request that leaves
+    127.0.0.1 (blocked: the book must read offline) in ``page.errors``."""
     context = chromium.new_context(viewport={"width": 1400, "height": 1000})
     pg = context.new_page()
     pg.errors = []
     pg.on("console", lambda m: pg.errors.append(f"console.{m.type}: {m.text}")
           if m.type == "error" else None)
     pg.on("pageerror", lambda e: pg.errors.append(f"uncaught: {e}"))
+
+    def local_only(route):
+        url = route.request.url
+        if url.startswith(("http://127.0.0.1:", "data:", "blob:")):
+            route.continue_()
+        else:
+            pg.errors.append(f"request to another host: {url}")
+            route.abort()
+
+    context.route("**/*", local_only)
     try:
         yield pg
     finally:
