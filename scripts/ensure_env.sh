@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Create .venv (Python >= 3.11) if missing and install the project with the tested CI set:
-#     pip install -e ".[dev,cifar,lab]" -c scripts/constraints-ci.txt
+#     pip install -e ".[dev,cifar,lab,book]" -c scripts/constraints-ci.txt
 # Idempotent: a stamp in .venv records a hash of pyproject.toml, the constraints and this script,
 # so a re-run with nothing changed returns in well under a second.  Touches nothing outside .venv.
 # Override the interpreter used to create .venv with PYTHON=/path/to/python3.11.
@@ -79,6 +79,6 @@ fi
 
 echo "ensure_env: installing the project into $VENV (first run or changed pyproject/constraints)"
 rm -f "$STAMP"
-"$PY" -m pip install -e ".[dev,cifar,lab]" -c "$CONSTRAINTS"
+"$PY" -m pip install -e ".[dev,cifar,lab,book]" -c "$CONSTRAINTS"
 echo "$HASH" > "$STAMP"
 echo "ensure_env: $VENV is ready ($("$PY" --version 2>&1))"

@@ -3,8 +3,11 @@
     python scripts/execute_notebooks.py                      # every notebooks/NN_*.ipynb, full mode
     python scripts/execute_notebooks.py --fast --only 01     # one notebook, small sizes
     python scripts/execute_notebooks.py --out /tmp/b some/dir_or.ipynb
+    python scripts/execute_notebooks.py --book               # then the course book (scripts/main.sh)
 
-Executed copies go to ``OUT/notebooks/NAME.ipynb`` and HTML to ``OUT/html/NAME.html``.  The kernel
+Executed copies go to ``OUT/notebooks/NAME.ipynb`` and HTML to ``OUT/html/NAME.html``; with
+``--book``, once every notebook ran, ``scripts/build_book.py`` builds the book into ``OUT/book/``
+from those copies (never executing them again).  The kernel
 is always ipykernel on *this* interpreter (run it with the venv's python), whatever kernelspecs
 are registered elsewhere on the machine.  A failing cell raises :class:`NotebookExecutionError`,
 which names the notebook and the cell and carries the cell's source and traceback.
@@ -216,6 +219,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", type=Path, default=REPO_ROOT / "build",
                     help="output root for notebooks/ and html/ (default: build/)")
     ap.add_argument("--timeout", type=int, default=CELL_TIMEOUT_S, help="seconds per cell")
+    ap.add_argument("--book", action="store_true",
+                    help="then build the course book into OUT/book/ (scripts/build_book.py)")
     args = ap.parse_args(argv)
 
     notebooks = discover(args.paths, args.only)
@@ -246,8 +251,27 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{len(failures)} notebook(s) failed:", file=sys.stderr)
         for err in failures:
             print(f"  {err.notebook.name}: cell {err.cell_index}: {err.error}", file=sys.stderr)
+        if args.book:
+            print("the course book was not built: it needs every notebook executed", file=sys.stderr)
         return 1
+    if args.book:
+        if args.only or args.paths:
+            print("the course book was not built: it is built from all of notebooks/, so run "
+                  "without --only and paths (or scripts/build_book.py on copies executed before)",
+                  flush=True)
+            return 0
+        return build_book(args.out)
     return 0
+
+
+def build_book(out: Path) -> int:
+    """Build the course book from ``out/notebooks`` into ``out/book`` (scripts/build_book.py)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("build_book", Path(__file__).with_name("build_book.py"))
+    book = sys.modules.setdefault("build_book", importlib.util.module_from_spec(spec))
+    spec.loader.exec_module(book)
+    return book.main(["--notebooks", str(out / "notebooks"), "--out", str(out / "book")])
 
 
 if __name__ == "__main__":

@@ -29,7 +29,11 @@ _share_the_cores_between_workers()
 
 def load_execute_notebooks():
     """Import scripts/execute_notebooks.py (a script, not part of the package) by its path."""
-    name = "execute_notebooks"
+    return load_script("execute_notebooks")
+
+
+def load_script(name: str):
+    """Import scripts/NAME.py (a script, not part of the package) by its path, once."""
     if name not in sys.modules:
         spec = importlib.util.spec_from_file_location(name, REPO_ROOT / "scripts" / f"{name}.py")
         module = importlib.util.module_from_spec(spec)

@@ -46,10 +46,11 @@ def test_main_writes_outputs_and_names_the_failing_cell(execnb, tmp_path, capsys
     write_notebook(src / "02_bad.ipynb", "x = 1", "y = x / 0")
     out = tmp_path / "build"
 
-    rc = execnb.main(["--fast", "--out", str(out), str(src)])
+    rc = execnb.main(["--fast", "--book", "--out", str(out), str(src)])
 
     captured = capsys.readouterr()
     assert rc == 1
+    assert "the course book was not built" in captured.err and not (out / "book").exists()
     assert "[1/2] 01_ok.ipynb ... ok" in captured.out
     assert "[2/2] 02_bad.ipynb ... FAILED" in captured.out
     assert "02_bad.ipynb failed at cell 3: ZeroDivisionError" in captured.err
