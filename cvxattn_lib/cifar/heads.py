@@ -366,11 +366,22 @@ def real_features_array(X) -> np.ndarray:
     return np.asarray(X, dtype=np.float32)
 
 
+#: entries of a recovered network's largest intermediate per chunk of samples (float64: 32 MB)
+PREDICT_ENTRIES = 2**22
+
+
 def predict_chunks(net, X, batch_size: int) -> np.ndarray:
-    """``net.predict`` (float64 numpy) over ``batch_size`` samples at a time: the same outputs,
-    each row depending on its own sample only, with memory bounded by the batch."""
-    return np.concatenate([net.predict(np.asarray(X[i:i + batch_size], dtype=np.float64))
-                           for i in range(0, X.shape[0], batch_size)])
+    """``net.predict`` (float64 numpy) over chunks of at most ``batch_size`` samples: the same
+    outputs (each row depends on its own sample only), with memory bounded.  A token network of m
+    units (attention: (b, m, t, t) scores and (b, m, t, d) products) gets chunks of at most
+    :data:`PREDICT_ENTRIES` / (m t (t + d + c)) samples (at least one)."""
+    b = batch_size
+    shapes = [tuple(p.shape) for p in net.parameters() if p.ndim == 3]  # (m, ., .) weights
+    if X.ndim == 3 and shapes:
+        m, c, (t, d) = max(s[0] for s in shapes), max(s[2] for s in shapes), X.shape[1:]
+        b = max(1, min(b, PREDICT_ENTRIES // max(m * t * (t + d + c), 1)))
+    return np.concatenate([net.predict(np.asarray(X[i:i + b], dtype=np.float64))
+                           for i in range(0, X.shape[0], b)])
 
 
 def _readout_predictions(fit, Xtr, Xte, batch_size=None):

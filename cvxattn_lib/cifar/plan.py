@@ -42,9 +42,11 @@ at most 32 patterns for the gated MLP), rank r (Burer–Monteiro, default min(p,
   FNO 2 b (t/2+1)(d + c) + 2 (t/2+1) d c + b t c (complex doubled).  Factored (rank r): MLP
   b P r + b c; linear attention b r (t d + d c) + b d^2; gated attention P b r t (t + c); Mixer
   P b r t d + P b t d; FNO forms Z (|Z|) and then its forward;
-* predictions of a convex head: the recovered network on the host in float64, b samples at a
-  time (attention: scores (b, m, t, t) with m recovered units, taken as at most 64: the rank is
-  known only after the solve).
+* predictions of a convex head: the recovered network on the host in float64, in chunks whose
+  largest intermediate (scores (b', m, t, t) and products for m recovered units, m at most the
+  rank bound P min(p, q)) holds at most 2^22 entries, counted three times, and the logits
+  (n + n', c) twice; the solver's work arrays are freed by then, so the peak is the larger of
+  the two phases.
 
 On a CPU device, host and device are one memory: a head fits when the sum fits the host.
 
@@ -82,6 +84,7 @@ EXPECTED_ITERATIONS = {"fista": 1000, "lbfgs": 1000}
 #: samples per chunk of the masks and device copies (solvers.heads.CHUNK)
 CHUNK = 2048
 DESIGN_LIMIT = 2**25  # solvers.fista.DESIGN_LIMIT
+PREDICT_ENTRIES = 2**22  # cifar.heads.PREDICT_ENTRIES
 EXPLICIT_LIMIT = 2**25  # solvers.certify.EXPLICIT_LIMIT
 TIME_BUDGET_S = 3600.0
 ITEM = {"float64": 8, "float32": 4, "bfloat16": 2}
@@ -123,6 +126,8 @@ class HeadPlan:
     host_memory: int
     device_memory: int
     device_type: str
+    predict: dict = field(default_factory=dict)  # host arrays after the solve (its work is freed)
+    solve_keys: tuple = ()  # device terms that are the solver's work (freed before predicting)
     reduce_dim: int | None = None  # what reduce_features is asked for (None: none)
     reduce_tokens: int | None = None
     rank: int | None = None
@@ -131,8 +136,14 @@ class HeadPlan:
 
     @property
     def host_bytes(self) -> int:
+        """Host peak: its arrays plus the larger of the solve and the predictions after it (on a
+        CPU device the device's arrays are host memory too)."""
         own = int(sum(self.host.values()))
-        return own + (self.device_bytes if self.device_type == "cpu" else 0)
+        after = int(sum(self.predict.values()))
+        if self.device_type != "cpu":
+            return own + after
+        data = sum(v for k, v in self.device.items() if k not in self.solve_keys)
+        return own + max(self.device_bytes, int(data) + after)
 
     @property
     def device_bytes(self) -> int:
@@ -332,8 +343,11 @@ def head_plan(head: str, sizes: Sizes, tokens: int, features: int, method: str =
             prox = 3 * Z * z8 + 3 * 8 * Pz * pp * pp
             if design:
                 entries = n * Pz * (p * q // c)
-                grad = max(2 * entries * w, entries * w + (entries * 8 if w != 8 else 0) + 2 * Z * 8
-                           + 3 * n * c * w)
+                # built in batches of b: FNO's token-level design (b, t, t d) before pooling, gathered
+                # and reshaped; the others build the pooled (P, b, m) directly
+                per_batch = 2 * b * t * t * d if kind == "fno" else 2 * b * Pz * (p * q // c)
+                grad = max(2 * entries * w + per_batch * w,
+                           entries * w + (entries * 8 if w != 8 else 0) + 2 * Z * 8 + 3 * n * c * w)
                 fl = 6.0 * entries * c
             else:
                 grad = 2 * w * _act(kind, act, t, d, c, P, b, Z) + 2 * Z * zw
@@ -355,14 +369,18 @@ def head_plan(head: str, sizes: Sizes, tokens: int, features: int, method: str =
             dev["largest of a batch's activations / the certificate"] = max(acts, cert)
             fl = 3.0 * _factored_flops(kind, act, n, t, d, c, P, r, Z)
             unit, iters = "Burer-Monteiro epoch", bm_epochs
-        if kind == "attention":  # the recovered network's predictions on the host, b at a time
-            host["predictions: recovered network on one batch (scores of <= 64 units)"] = \
-                8 * b * (64 * t * t + 2 * t * d + t * c) + 8 * (n + nt) * c
-        else:
-            host["predictions (train and test logits) float64"] = 8 * 2 * (n + nt) * c
+        predict = {"train and test logits float64, twice": 8 * 2 * (n + nt) * c}
+        if not pool:  # the recovered network on the host: chunks of <= PREDICT_ENTRIES per intermediate
+            m = Pz * min(p, q)  # units: at most the rank
+            predict["recovered network on one chunk of samples (3 intermediates)"] = \
+                8 * 3 * min(PREDICT_ENTRIES, b * m * t * (t + d + c))
+        solve_keys = tuple(k for k in dev if k.startswith(("lifted Z", "largest of", "factors")))
     else:
         raise ValueError(f"no memory model for head {head!r}; known: {', '.join(OWN + tuple(CONVEX))}")
-    return HeadPlan(head=head, method=method, tokens=t, features=d, host=host, device=dev, flops=fl,
+    if head not in CONVEX:
+        predict, solve_keys = {}, ()
+    return HeadPlan(head=head, predict=predict, solve_keys=solve_keys,
+                    method=method, tokens=t, features=d, host=host, device=dev, flops=fl,
                     seconds_per_iter=fl / speed, iter_unit=unit, iterations=int(iters),
                     host_memory=int(host_memory), device_memory=int(device_memory),
                     device_type="cpu" if cpu else "cuda", rank=rank,
@@ -454,8 +472,8 @@ def format_plan(plans: list, sizes: Sizes, device: str, dtype: str = "float64", 
     for p in plans:
         fits = "yes" if p.fits else "NO"
         dev = "(host)" if p.device_type == "cpu" else gb(p.device_bytes)
-        what = p.advice if not p.fits else (p.options() if (p.reduce_dim or p.reduce_tokens
-                                                          or p.method == "burer_monteiro") else "no reduction needed")
+        changed = p.reduce_dim or p.reduce_tokens or p.method == "burer_monteiro"
+        what = p.advice if not p.fits else (p.options() if changed else "no reduction needed")
         lines.append(f"{p.head:22s} {f'{p.tokens}x{p.features}':>9s} {p.method:15s} {gb(p.host_bytes):>10s} "
                      f"{dev:>11s} {fits:5s} {p.seconds_per_iter:8.2g} {_duration(p.seconds_per_beta):>9s}  "
                      f"{what}")
