@@ -231,4 +231,5 @@ def test_token_heads_keep_float32_and_memory_maps_and_chunk_their_masks(tmp_path
     H = mixer_gates(4, n_gates=3, seed=0)
     assert torch.equal(chunked_masks(mixer_masks, X, H, "cpu", chunk=6),
                        torch.as_tensor(mixer_masks(X64, H)))
-    assert torch.equal(device_tensor(mm, torch.float64, "cpu", chunk=4), torch.as_tensor(np.asarray(mm, float)))
+    assert torch.equal(device_tensor(mm, torch.float64, "cpu", chunk=4),
+                       torch.as_tensor(np.asarray(mm, float)))

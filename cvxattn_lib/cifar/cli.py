@@ -133,9 +133,12 @@ def check_solver_options(method: str, options: dict) -> dict:
             mine = options_for(m, options)
             check_solver_options(m, mine)
             served |= set(mine)
-        for key in options:
-            if key not in served:
-                raise ValueError(f"--solver-option {key} is an option of none of {', '.join(methods)}")
+        bad = [k for k in options if k not in served]
+        if bad:
+            valid = sorted(set().union(*(options_for(m, {k: None for k in _all_option_names(m)})
+                                          for m in methods)) - set(_SET_BY_HEADS))
+            raise ValueError(f"--solver-option: unknown option(s) {', '.join(map(repr, bad))} for "
+                             f"--method auto (options of {' or '.join(methods)}: {', '.join(valid)})")
         return options
     if method not in methods:
         raise ValueError(f"--method must be one of {', '.join(methods + (AUTO,))}, got {method!r}")
@@ -177,6 +180,21 @@ def check_solver_options(method: str, options: dict) -> dict:
             except (TypeError, ValueError) as exc:
                 raise ValueError(f"--solver-option: {exc}") from None
     return options
+
+
+def _all_option_names(method: str) -> list:
+    import inspect
+
+    try:
+        from .heads import solver_module
+
+        solvers = solver_module()
+        names = set(inspect.signature(getattr(solvers, method)).parameters)
+        names |= set(inspect.signature(solvers.fit_head).parameters)
+    except Exception:
+        return []
+    extra = {"power_iter", "power_tol", "block", "explicit_limit", "dtype"}
+    return sorted((names | extra) - {"head", "beta", "head64", "options", "power"})
 
 
 def options_for(method: str, options: dict) -> dict:
