@@ -104,6 +104,20 @@ def test_full_job_plan_fits_one_80gb_gpu_and_a_128gb_host(capsys):
     assert "throughput assumed" in text
 
 
+def test_plan_sizes_from_the_options_without_features(capsys, tmp_path):
+    from cvxattn_lib.cifar.cli import main
+
+    base = ["train", "--plan", "--device", "cpu", "--host-memory", "64", "--heads", "linear,mixer",
+            "--data-root", str(tmp_path)]
+    assert main([*base, "--backbone", "resnet20:layer2", "--subset", "5000"]) == 0
+    assert "5000 train / 10000 test images, 256 tokens x 32 features, 100 classes" in capsys.readouterr().out
+    assert main([*base, "--backbone", "vit_small_patch16_224"]) == 2
+    assert "--plan-sizes" in capsys.readouterr().err
+    assert main([*base, "--backbone", "vit_small_patch16_224", "--plan-sizes", "100,50,197,384,10"]) == 0
+    assert "100 train / 50 test images, 197 tokens x 384 features, 10 classes" in capsys.readouterr().out
+    assert not list(tmp_path.iterdir())  # nothing read or written
+
+
 def test_plan_switches_to_burer_monteiro_where_z_does_not_fit():
     kw = dict(device_type="cuda", host_memory=128 * P.GB, device_memory=80 * P.GB)
     fista = P.plan_head("attention_linear", FULL, "none", "none", "fista", **kw)

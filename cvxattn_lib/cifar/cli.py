@@ -213,8 +213,6 @@ def options_for(method: str, options: dict) -> dict:
         return dict(options)
     keys = set(inspect.signature(solvers.fit_head).parameters) | set(inspect.signature(fn).parameters) \
         | {"power_iter", "power_tol", "block", "explicit_limit", "dtype"}
-    if method == "fista" and "rank" in options:  # rank is Burer-Monteiro's only
-        keys.discard("rank")
     return {k: v for k, v in options.items() if k in keys}
 
 
