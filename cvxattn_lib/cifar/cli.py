@@ -135,8 +135,7 @@ def check_solver_options(method: str, options: dict) -> dict:
             served |= set(mine)
         bad = [k for k in options if k not in served]
         if bad:
-            valid = sorted(set().union(*(options_for(m, {k: None for k in _all_option_names(m)})
-                                          for m in methods)) - set(_SET_BY_HEADS))
+            valid = sorted(set().union(*((_option_names(m) or set()) for m in methods)) - set(_SET_BY_HEADS))
             raise ValueError(f"--solver-option: unknown option(s) {', '.join(map(repr, bad))} for "
                              f"--method auto (options of {' or '.join(methods)}: {', '.join(valid)})")
         return options
@@ -182,7 +181,9 @@ def check_solver_options(method: str, options: dict) -> dict:
     return options
 
 
-def _all_option_names(method: str) -> list:
+def _option_names(method: str) -> set | None:
+    """Every option ``fit_head`` takes with ``method`` (its own and the method's solver's), or None
+    when the solvers are not importable."""
     import inspect
 
     try:
@@ -192,28 +193,16 @@ def _all_option_names(method: str) -> list:
         names = set(inspect.signature(getattr(solvers, method)).parameters)
         names |= set(inspect.signature(solvers.fit_head).parameters)
     except Exception:
-        return []
-    extra = {"power_iter", "power_tol", "block", "explicit_limit", "dtype"}
-    return sorted((names | extra) - {"head", "beta", "head64", "options", "power"})
+        return None
+    return (names | {"power_iter", "power_tol", "block", "explicit_limit", "dtype"}) \
+        - {"head", "beta", "head64", "options", "power"}
 
 
 def options_for(method: str, options: dict) -> dict:
     """The solver options that ``method`` takes (``--method auto`` passes each head those of the
-    method its plan chose): every option of ``fit_head`` and of the method's solver."""
-    import inspect
-
-    try:
-        from .heads import solver_module
-
-        solvers = solver_module()
-    except Exception:
-        return dict(options)
-    fn = getattr(solvers, method, None)
-    if fn is None:
-        return dict(options)
-    keys = set(inspect.signature(solvers.fit_head).parameters) | set(inspect.signature(fn).parameters) \
-        | {"power_iter", "power_tol", "block", "explicit_limit", "dtype"}
-    return {k: v for k, v in options.items() if k in keys}
+    method its plan chose)."""
+    names = _option_names(method)
+    return dict(options) if names is None else {k: v for k, v in options.items() if k in names}
 
 
 def _gigabytes(text: str) -> int:
@@ -697,6 +686,8 @@ def run_heads(prepared: dict, heads="available", betas=(1e-2,), device=None, epo
         t_red, d_red = group
         Xtr, Xte, info = reduce_features(tr.features, te.features, dim=d_red, method=reduce_method,
                                          tokens=t_red, device=prepared["backbone"].device)
+        if len(groups) == 1:
+            results["reduction"] = info
         for h, beta in rows:
             opts = dict(head_options)
             if h in plans:
