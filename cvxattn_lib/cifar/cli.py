@@ -9,6 +9,12 @@
 * ``report``: the table of a results JSON (the newest one by default), failed rows and an unfinished
   grid marked as such.
 
+Before any work ``train`` plans (:mod:`.plan`): each head's peak host and device memory and time per
+iteration; by default (``--reduce-dim auto --reduce-tokens auto --method auto``) each head gets the
+largest reduction and the solver that fit; a head that would not fit is skipped (a ``skipped`` row
+naming the options that make it fit) or, with ``--strict``, refused.  ``train --plan`` prints the plan
+and stops (no features read).
+
 Examples::
 
     python -m cvxattn_lib.cifar extract --backbone gmlp_s16_224 --batch-size 512

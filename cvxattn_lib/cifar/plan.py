@@ -484,13 +484,7 @@ def format_plan(plans: list, sizes: Sizes, device: str, dtype: str = "float64", 
 
 
 def available_host_memory() -> int:
-    """Bytes of memory available now (psutil, else /proc/meminfo's MemAvailable, else total)."""
-    try:
-        import psutil
-
-        return int(psutil.virtual_memory().available)
-    except ImportError:
-        pass
+    """Bytes of memory available now (/proc/meminfo's MemAvailable, else the machine's total)."""
     try:
         with open("/proc/meminfo") as fh:
             for line in fh:
