@@ -52,7 +52,7 @@ plan = P.head_plan(head, P.Sizes(n, n // 4, s, d, c), s, d, "fista", batch_size=
 print(json.dumps({"measured": peak - base, "model": plan.host_bytes}))
 """
 
-#: (head, n, tokens, features, classes, batch size): each a few seconds, 130-400 MB measured
+#: (head, n, tokens, features, classes, batch size): each a few seconds, 130-300 MB measured here
 SIZES = [("mixer", 2000, 16, 16, 20, 256), ("fno", 8000, 16, 32, 50, 2048), ("mixer", 3000, 16, 24, 20, 512)]
 
 
