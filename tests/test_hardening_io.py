@@ -484,7 +484,7 @@ def test_a_failing_head_is_a_failed_row_and_the_grid_goes_on(tmp_path, monkeypat
 
 @pytest.mark.parametrize("argv, match", [
     (["--solver-option", "max_itr=5"], r"unknown option\(s\) 'max_itr'"),
-    (["--method", "adam"], "--method must be one of fista, burer_monteiro, got 'adam'"),
+    (["--method", "adam"], "--method must be one of fista, burer_monteiro, auto, got 'adam'"),
     (["--solver-option", "tol=-1"], "--solver-option tol must be a finite number > 0"),
     (["--solver-option", "shrink=1.5"], r"--solver-option shrink must lie in \(0, 1\)"),
     (["--solver-option", "dtype=float16"], "--solver-option dtype must be one of"),

@@ -9,6 +9,12 @@
 * ``report``: the table of a results JSON (the newest one by default), failed rows and an unfinished
   grid marked as such.
 
+Before any work ``train`` plans (:mod:`.plan`): each head's peak host and device memory and time per
+iteration; by default (``--reduce-dim auto --reduce-tokens auto --method auto``) each head gets the
+largest reduction and the solver that fit; a head that would not fit is skipped (a ``skipped`` row
+naming the options that make it fit) or, with ``--strict``, refused.  ``train --plan`` prints the plan
+and stops (no features read).
+
 Examples::
 
     python -m cvxattn_lib.cifar extract --backbone gmlp_s16_224 --batch-size 512
@@ -35,8 +41,9 @@ import math
 import sys
 from pathlib import Path
 
-from .names import (BACKBONE_HELP, DATA_CIFAR100, DATA_HELP, DEFAULT_BACKBONE, IMAGEFOLDER,  # torch-free:
-                    REDUCTIONS, SOURCE_REAL)  # --help stays light
+from .names import (AUTO, BACKBONE_HELP, DATA_CIFAR100, DATA_HELP, DEFAULT_BACKBONE,  # torch-free:
+                    IMAGEFOLDER, REDUCTIONS, SOURCE_REAL, TRAIN_EPILOG,  # --help stays light
+                    reduction_value)
 
 RESULTS_FORMAT = "cvxattn-cifar100-results/1"
 DESCRIPTION = """The CIFAR-100 pipeline from a shell (also installed as cvxattn-cifar); other image sets
@@ -140,8 +147,20 @@ def check_solver_options(method: str, options: dict) -> dict:
         methods = tuple(getattr(solvers, "METHODS", methods))
     except Exception:  # no solvers: only the non-convex heads can run, so only the names are checked
         solvers = None
+    if method == AUTO:  # each option must serve one of the methods (each head gets those of its own)
+        served = set()
+        for m in methods:
+            mine = options_for(m, options)
+            check_solver_options(m, mine)
+            served |= set(mine)
+        bad = [k for k in options if k not in served]
+        if bad:
+            valid = sorted(set().union(*((_option_names(m) or set()) for m in methods)) - set(_SET_BY_HEADS))
+            raise ValueError(f"--solver-option: unknown option(s) {', '.join(map(repr, bad))} for "
+                             f"--method auto (options of {' or '.join(methods)}: {', '.join(valid)})")
+        return options
     if method not in methods:
-        raise ValueError(f"--method must be one of {', '.join(methods)}, got {method!r}")
+        raise ValueError(f"--method must be one of {', '.join(methods + (AUTO,))}, got {method!r}")
     if not isinstance(options, dict):
         raise ValueError(f"solver options must be a dict, got {type(options).__name__}")
     for key, value in options.items():
@@ -180,6 +199,52 @@ def check_solver_options(method: str, options: dict) -> dict:
             except (TypeError, ValueError) as exc:
                 raise ValueError(f"--solver-option: {exc}") from None
     return options
+
+
+def _option_names(method: str) -> set | None:
+    """Every option ``fit_head`` takes with ``method`` (its own and the method's solver's), or None
+    when the solvers are not importable."""
+    import inspect
+
+    try:
+        from .heads import solver_module
+
+        solvers = solver_module()
+        names = set(inspect.signature(getattr(solvers, method)).parameters)
+        names |= set(inspect.signature(solvers.fit_head).parameters)
+    except Exception:
+        return None
+    return (names | {"power_iter", "power_tol", "block", "explicit_limit", "dtype"}) \
+        - {"head", "beta", "head64", "options", "power"}
+
+
+def options_for(method: str, options: dict) -> dict:
+    """The solver options that ``method`` takes (``--method auto`` passes each head those of the
+    method its plan chose)."""
+    names = _option_names(method)
+    return dict(options) if names is None else {k: v for k, v in options.items() if k in names}
+
+
+def _gigabytes(text: str) -> int:
+    """``--host-memory`` / ``--device-memory`` in GB (10^9 bytes) -> bytes."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not math.isfinite(value) or value <= 0:
+        raise argparse.ArgumentTypeError(f"must be a number of GB > 0, got {text!r}")
+    return int(value * 1e9)
+
+
+def _plan_sizes(text: str) -> tuple:
+    try:
+        vals = tuple(int(v) for v in text.split(","))
+    except ValueError:
+        vals = ()
+    if len(vals) != 5 or min(vals) < 1:
+        raise argparse.ArgumentTypeError(f"must be N_TRAIN,N_TEST,TOKENS,FEATURES,CLASSES (5 integers >= 1), "
+                                         f"got {text!r}")
+    return vals
 
 
 def _data_options(p: argparse.ArgumentParser) -> None:
@@ -228,7 +293,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True)
     ex = sub.add_parser("extract", help="backbone features of train and test into the cache")
     _data_options(ex)
-    tr = sub.add_parser("train", help="train heads on the cached features and write results JSON")
+    tr = sub.add_parser("train", help="train heads on the cached features and write results JSON",
+                        epilog=TRAIN_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     _data_options(tr)
     g = tr.add_argument_group("heads")
     g.add_argument("--heads", default="available",
@@ -246,14 +312,19 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--lr", type=_positive, default=1e-3, help="Adam learning rate (1e-3)")
     g.add_argument("--width", type=_count, default=512, help="hidden units of mlp_relu (512)")
     g.add_argument("--attn-heads", type=_count, default=4, help="heads of attention_softmax (4)")
-    g.add_argument("--method", default="fista", help="solver of the convex heads: fista | burer_monteiro")
+    g.add_argument("--method", default=AUTO,
+                   help="solver of the convex heads: fista | burer_monteiro | auto (default: per head, FISTA "
+                        "where the lifted Z fits, else Burer-Monteiro; see --plan)")
     g.add_argument("--solver-option", action="append", default=[], metavar="KEY=VALUE",
                    help="option for cal.solvers.fit_head (repeatable), e.g. max_iter=2000, tol=1e-6, "
                         "dtype=float32, rank=32")
-    g.add_argument("--reduce-dim", type=_count, default=None,
-                   help="reduce features to this d (see --reduce-method)")
+    g.add_argument("--reduce-dim", type=reduction_value, default=AUTO,
+                   help="reduce features to this d (see --reduce-method); auto (default): per head, the "
+                        "largest that fits (see --plan); none: never")
     g.add_argument("--reduce-method", default="pca", choices=REDUCTIONS[1:], help="pca (fit on train) | pool")
-    g.add_argument("--reduce-tokens", type=_count, default=None, help="average-pool the tokens to this many")
+    g.add_argument("--reduce-tokens", type=reduction_value, default=AUTO,
+                   help="average-pool the tokens to this many; auto (default): per head, the most that fit; "
+                        "none: never")
     g.add_argument("--out", type=Path, default=None,
                    help="results JSON (default: the newest unfinished one under <data root>/results with "
                         "the same options, else <data root>/results/cifar100-<backbone>-<time>.json); "
@@ -261,6 +332,23 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--no-resume", dest="resume", action="store_false",
                    help="train every row again instead of skipping those already in the results file "
                         "(with --out: overwrite it)")
+    g = tr.add_argument_group("plan (memory and time before any work)")
+    g.add_argument("--plan", action="store_true",
+                   help="dry run: print each head's peak host / device memory, time per iteration and the "
+                        "features and solver it gets; reads no features")
+    g.add_argument("--strict", action="store_true",
+                   help="refuse (exit 2) when a head would not fit, instead of skipping it")
+    g.add_argument("--host-memory", type=_gigabytes, default=None, metavar="GB",
+                   help="host memory to plan for (default: what is available now)")
+    g.add_argument("--device-memory", type=_gigabytes, default=None, metavar="GB",
+                   help="GPU memory to plan for (default: the CUDA device's total; on a CPU the host's)")
+    g.add_argument("--time-budget", type=_positive, default=3600.0, metavar="S",
+                   help="seconds per (head, beta) that auto choices aim for, by the time model (3600)")
+    g.add_argument("--flops", type=_positive, default=None,
+                   help="device throughput (flop/s) for the time model (default: assumed, see --plan)")
+    g.add_argument("--plan-sizes", type=_plan_sizes, default=None, metavar="N,NT,S,D,C",
+                   help="sizes for --plan when the backbone's shape is not known: train and test images, "
+                        "tokens, features, classes")
     rp = sub.add_parser("report", help="print the comparison table of a results JSON")
     rp.add_argument("results", nargs="?", type=Path, default=None,
                     help="results JSON (default: newest under <data root>/results)")
@@ -434,11 +522,94 @@ def run_config(heads, betas, epochs: int, batch_size: int, lr: float, seed: int,
     return jsonable(config)
 
 
+def data_sizes(prepared: dict):
+    """The :class:`~.plan.Sizes` of prepared caches (their shapes; no features read)."""
+    from .plan import Sizes
+
+    tr, te = prepared["caches"]["train"], prepared["caches"]["test"]
+    return Sizes(len(tr), len(te), int(tr.features.shape[1]), int(tr.features.shape[2]),
+                 int(prepared.get("classes", 100)))
+
+
+def make_plans(heads, sizes, device_type: str, reduce_dim="auto", reduce_tokens="auto", method: str = "auto",
+               solver_options: dict | None = None, batch_size: int = 256, host_memory: int | None = None,
+               device_memory: int | None = None, time_budget: float = 3600.0, flops=None, width: int = 512,
+               attn_heads: int = 4, epochs: int = 10) -> dict:
+    """``{head: HeadPlan}`` (:mod:`.plan`) for the options of ``train``; heads without a memory model
+    are left out.  ``host_memory`` defaults to what is available now; ``device_memory`` (bytes)
+    must be given for a CUDA device (see :func:`memory_budgets`)."""
+    from .plan import CONVEX, OWN, available_host_memory, plan_head
+
+    opts = dict(solver_options or {})
+    host = host_memory if host_memory is not None else available_host_memory()
+    kw = dict(dtype=str(opts.get("dtype", "float64")), batch_size=batch_size, rank=opts.get("rank"),
+              n_gates=opts.get("n_gates"), device_type=device_type, host_memory=host,
+              device_memory=device_memory if device_memory is not None else host, flops=flops,
+              width=width, attn_heads=attn_heads, epochs=epochs, bm_epochs=int(opts.get("epochs", 300)))
+    return {h: plan_head(h, sizes, reduce_dim, reduce_tokens, method, time_budget, **kw)
+            for h in heads if h in CONVEX or h in OWN}
+
+
+def memory_budgets(device, host_memory=None, device_memory=None) -> tuple[int, int | None]:
+    """(host bytes, device bytes): the given ones, else what is available on the host now and the
+    CUDA device's total memory (None on a CPU: host and device are one memory)."""
+    from .plan import available_host_memory
+
+    host = host_memory if host_memory is not None else available_host_memory()
+    kind = getattr(device, "type", str(device).split(":")[0])
+    if kind != "cuda":
+        return host, None
+    if device_memory is not None:
+        return host, device_memory
+    import torch
+
+    if not torch.cuda.is_available():
+        raise ValueError("--device-memory is needed to plan for a CUDA device on a machine without one "
+                         "(e.g. --device-memory 80 for an 80 GB GPU)")
+    return host, int(torch.cuda.get_device_properties(torch.device(device)).total_memory)
+
+
+def _skipped_row(head: str, beta: float | None, plan, device: str,
+                 beta_fraction: float | None = None) -> dict:
+    from .plan import gb
+
+    where = ([] if plan.fits_host else [f"host: needs {gb(plan.host_bytes)} of {gb(plan.host_memory)}"]) + \
+        ([] if plan.fits_device else [f"device: needs {gb(plan.device_bytes)} of {gb(plan.device_memory)}"])
+    row = {"head": head, "beta": None if beta is None else float(beta), "status": "skipped", "device": device,
+           "train_time_s": 0.0,
+           "error": f"would not fit ({'; '.join(where)}) on {plan.tokens} tokens x {plan.features} "
+                    f"features with {plan.method}; what makes it fit: {plan.advice}",
+           "plan": plan_summary(plan)}
+    return row if beta_fraction is None else dict(row, beta_fraction=float(beta_fraction))
+
+
+def plan_summary(plan) -> dict:
+    """What a results row records of its head's plan."""
+    return {"method": plan.method, "tokens": plan.tokens, "features": plan.features,
+            "host_bytes": plan.host_bytes, "device_bytes": plan.device_bytes,
+            "seconds_per_iter": plan.seconds_per_iter, "iter_unit": plan.iter_unit, "fits": plan.fits}
+
+
+def refuse_unfit(plans: dict) -> None:
+    """``--strict``: a ``ValueError`` naming every head that would not fit and the options that
+    make it fit."""
+    from .plan import gb
+
+    bad = [p for p in plans.values() if not p.fits]
+    if bad:
+        lines = [f"{p.head}: needs {gb(p.host_bytes)} host / {gb(p.device_bytes)} device (of "
+                 f"{gb(p.host_memory)} / {gb(p.device_memory)}) on {p.tokens} x {p.features} with "
+                 f"{p.method}; what makes it fit: {p.advice}" for p in bad]
+        raise ValueError("--strict: refusing to start, " + f"{len(bad)} head(s) would not fit:\n  "
+                         + "\n  ".join(lines))
+
+
 def run_heads(prepared: dict, heads="available", betas=None, device=None, epochs: int = 10,
-              batch_size: int = 256, lr: float = 1e-3, seed: int = 0, reduce_dim: int | None = None,
-              reduce_method: str = "pca", reduce_tokens: int | None = None, progress: bool = True,
+              batch_size: int = 256, lr: float = 1e-3, seed: int = 0, reduce_dim=None,
+              reduce_method: str = "pca", reduce_tokens=None, progress: bool = True,
               verbose: bool = True, out=None, resume: bool = True, beta_fractions=None,
-              **head_options) -> dict:
+              strict: bool = False, host_memory: int | None = None, device_memory: int | None = None,
+              time_budget: float = 3600.0, flops: float | None = None, **head_options) -> dict:
     """Train every head at every beta on the caches of :func:`prepare_features`; return the results
     dict (the JSON that ``train`` writes: ``data``, ``backbone``, ``reduction``, ``config``,
     ``rows``, ``complete``, ``failed``, ...).
@@ -452,7 +623,13 @@ def run_heads(prepared: dict, heads="available", betas=None, device=None, epochs
     done before it.  With ``resume`` and an existing ``out`` whose ``config`` equals this run's, the
     rows it already holds are kept and not trained again (failed rows are retried); another config is
     a ``ValueError``.  A head that raises (out of memory, or any other error) becomes a row with
-    ``status: "failed"`` and its ``error``, and the grid goes on."""
+    ``status: "failed"`` and its ``error``, and the grid goes on.
+
+    Before any work, each head's plan (:mod:`.plan`; memory against ``host_memory`` /
+    ``device_memory`` bytes, defaults as :func:`memory_budgets`): ``reduce_dim`` /
+    ``reduce_tokens`` ``'auto'`` and ``method='auto'`` are chosen per head there (None or ``'none'``:
+    no reduction); a head that would not fit becomes ``status: "skipped"`` rows naming what makes it
+    fit, or, with ``strict``, nothing runs (``ValueError``)."""
     from .cache import reduce_features
     from .heads import CONVEX_HEADS, solver_module, train_head
 
@@ -476,6 +653,18 @@ def run_heads(prepared: dict, heads="available", betas=None, device=None, epochs
     if "solver_options" in head_options or "method" in head_options:
         check_solver_options(head_options.get("method", "fista"), head_options.get("solver_options", {}))
     tr, te = prepared["caches"]["train"], prepared["caches"]["test"]
+    from ..runtime import device as pick_device
+
+    dev = pick_device(device if device is not None else prepared["backbone"].device)
+    host_mem, dev_mem = memory_budgets(dev, host_memory, device_memory)
+    sizes = data_sizes(prepared)
+    plans = make_plans(heads, sizes, dev.type, "none" if reduce_dim is None else reduce_dim,
+                       "none" if reduce_tokens is None else reduce_tokens,
+                       head_options.get("method", "fista"),
+                       head_options.get("solver_options"), batch_size, host_mem, dev_mem, time_budget, flops,
+                       head_options.get("width", 512), head_options.get("attn_heads", 4), epochs)
+    if strict:
+        refuse_unfit(plans)
     config = run_config(heads, betas, epochs, batch_size, lr, seed, reduce_dim, reduce_method, reduce_tokens,
                         head_options, tr.key, te.key, beta_fractions=fractions)
     out = None if out is None else Path(out)
@@ -493,11 +682,26 @@ def run_heads(prepared: dict, heads="available", betas=None, device=None, epochs
             print(f"resuming {out}: {len(previous)} of {len(heads) * len(grid)} (head, beta) rows already "
                   f"done with the same options (skipped){retry}", flush=True)
     todo = [(h, g) for h in heads for g in grid if (h, g) not in previous]
-    if todo or old is None:
-        Xtr, Xte, reduction = reduce_features(tr.features, te.features, dim=reduce_dim, method=reduce_method,
-                                              tokens=reduce_tokens, device=prepared["backbone"].device)
-    else:  # every row is done: nothing to reduce
-        reduction = old.get("reduction", {})
+
+    def given(value):
+        return None if value in (None, "none", AUTO) else int(value)
+
+    def reduction_of(h):  # (tokens, dim) to ask reduce_features for: the plan's, else as given
+        p = plans.get(h)
+        if p is not None:
+            return p.reduce_tokens, p.reduce_dim
+        return given(reduce_tokens), given(reduce_dim)
+
+    groups = sorted({reduction_of(h) for h in heads if h not in plans or plans[h].fits},
+                    key=lambda td: (td[0] is not None, td[1] is not None, td))
+    if len(groups) <= 1:
+        t0, d0 = groups[0] if groups else (None, None)
+        reduction = old.get("reduction", {}) if (old is not None and not todo) else \
+            {"tokens": t0 or sizes.tokens, "features": d0 or sizes.features,
+             "method": "+".join(m for m, v in (("pool-tokens", t0), (reduce_method, d0)) if v) or "none"}
+    else:
+        reduction = {"tokens": sizes.tokens, "features": sizes.features,
+                     "method": "per head (auto; each row's tokens and features)"}
     bb = prepared["backbone"]
     results = {"format": RESULTS_FORMAT,
                "created": (old or {}).get("created", _dt.datetime.now(_dt.timezone.utc).isoformat()),
@@ -515,36 +719,68 @@ def run_heads(prepared: dict, heads="available", betas=None, device=None, epochs
     def record() -> None:
         rows = [done[(h, g)] for h in heads for g in grid if (h, g) in done]
         ok = [r for r in rows if row_ok(r)]
-        results.update(rows=rows, failed=len(rows) - len(ok), complete=len(rows) == len(heads) * len(grid),
+        skipped = sum(r.get("status") == "skipped" for r in rows)
+        results.update(rows=rows, failed=len(rows) - len(ok) - skipped, skipped=skipped,
+                       complete=len(rows) == len(heads) * len(grid),
                        device=ok[0]["device"] if ok else str(bb.device),
                        updated=_dt.datetime.now(_dt.timezone.utc).isoformat())
         if out is not None:
             save_results(results, out)
 
     record()
-    for h, g in todo:
-        t0 = _dt.datetime.now()
-        beta, frac = (None, g) if fractions is not None else (g, None)
-        try:
-            r = train_head(h, Xtr, tr.labels, Xte, te.labels, beta, device=device, epochs=epochs,
-                           batch_size=batch_size, lr=lr, seed=seed, progress=progress,
-                           classes=int(prepared.get("classes", 100)), beta_fraction=frac, **head_options)
-            row = dict(r.as_dict(), status="ok")
-        except Exception as exc:  # out of memory or any failure of this head: record it, go on
-            row = _failed_row(h, beta, exc, str(device or bb.device),
-                              (_dt.datetime.now() - t0).total_seconds(), beta_fraction=frac)
-        if not row_ok(row):
-            _free_memory()
-        done[(h, g)] = row
-        record()
-        if verbose:
-            at = f"beta={g:<8g}" if frac is None else \
-                f"beta/beta_max={g:<6g} beta={_beta(row, '<8.3g')}"
-            if row_ok(row):
-                print(f"  {h:22s} {at} top1={row['top1']:.3f} top5={row['top5']:.3f} "
-                      f"time={row['train_time_s']:.1f}s", flush=True)
-            else:
-                print(f"  {h:22s} {at} FAILED ({row['error']}); going on", flush=True)
+    def at_text(g, row) -> str:
+        return f"beta={g:<8g}" if fractions is None else f"beta/beta_max={g:<6g} beta={_beta(row, '<8.3g')}"
+
+    for h, g in todo:  # heads that would not fit: skipped rows, naming what makes them fit
+        if h in plans and not plans[h].fits:
+            beta, frac = (None, g) if fractions is not None else (g, None)
+            done[(h, g)] = _skipped_row(h, beta, plans[h], str(dev), beta_fraction=frac)
+            record()
+            if verbose:
+                print(f"  {h:22s} {at_text(g, done[(h, g)])} SKIPPED ({done[(h, g)]['error']})", flush=True)
+    for group in groups:  # one reduction at a time (its features freed before the next)
+        rows = [(h, g) for h, g in todo if reduction_of(h) == group and (h not in plans or plans[h].fits)]
+        if not rows:
+            continue
+        t_red, d_red = group
+        Xtr, Xte, info = reduce_features(tr.features, te.features, dim=d_red, method=reduce_method,
+                                         tokens=t_red, device=prepared["backbone"].device)
+        if len(groups) == 1:
+            results["reduction"] = info
+        for h, g in rows:
+            beta, frac = (None, g) if fractions is not None else (g, None)
+            opts = dict(head_options)
+            if h in plans:
+                if plans[h].method in ("fista", "burer_monteiro"):
+                    opts["method"] = plans[h].method
+                    opts["solver_options"] = options_for(plans[h].method, opts.get("solver_options", {}))
+                elif opts.get("method") == AUTO:
+                    opts["method"] = "fista"  # not used by this head
+            elif opts.get("method") == AUTO:
+                opts["method"] = "fista"
+            t0 = _dt.datetime.now()
+            try:
+                r = train_head(h, Xtr, tr.labels, Xte, te.labels, beta, device=device, epochs=epochs,
+                               batch_size=batch_size, lr=lr, seed=seed, progress=progress,
+                               classes=int(prepared.get("classes", 100)), beta_fraction=frac, **opts)
+                row = dict(r.as_dict(), status="ok", reduction=info)
+                if h in plans:
+                    row["plan"] = plan_summary(plans[h])
+            except Exception as exc:  # out of memory or any failure of this head: record it, go on
+                row = _failed_row(h, beta, exc, str(device or bb.device),
+                                  (_dt.datetime.now() - t0).total_seconds(), beta_fraction=frac)
+            if not row_ok(row):
+                _free_memory()
+            done[(h, g)] = row
+            record()
+            if verbose:
+                if row_ok(row):
+                    print(f"  {h:22s} {at_text(g, row)} top1={row['top1']:.3f} top5={row['top5']:.3f} "
+                          f"time={row['train_time_s']:.1f}s", flush=True)
+                else:
+                    print(f"  {h:22s} {at_text(g, row)} FAILED ({row['error']}); going on", flush=True)
+        del Xtr, Xte
+        gc.collect()
     return results
 
 
@@ -634,7 +870,70 @@ def _resumable(folder: Path, config: dict) -> Path | None:
     return max(found, key=lambda p: p.stat().st_mtime) if found else None
 
 
-def train(args) -> Path:
+def plan_sizes(args):
+    """The :class:`~.plan.Sizes` of a ``train`` command without reading any features: ``--plan-sizes``,
+    else the data set's known sizes (CIFAR-100: 50,000 / 10,000 images, 100 classes; an image folder:
+    its files counted) capped by ``--subset`` / ``--test-subset`` / ``--fast``, and the backbone's
+    known token grid (:data:`~.names.KNOWN_SHAPES`, CIFAR ResNet stages)."""
+    from .names import DATA_SIZES, KNOWN_SHAPES, RESNET_SHAPES, is_resnet, parse_backbone
+    from .plan import Sizes
+
+    if args.plan_sizes is not None:
+        return Sizes(*args.plan_sizes)
+    kind, folder = check_data(args.data)
+    if kind == IMAGEFOLDER:
+        exts = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp")
+        count = {split: sum(1 for f in (Path(folder) / split).glob("*/*") if f.suffix.lower() in exts)
+                 for split in ("train", "test")}
+        classes = sum(1 for f in (Path(folder) / "train").iterdir() if f.is_dir()) \
+            if (Path(folder) / "train").is_dir() else 0
+        n_all, nt_all = count["train"], count["test"]
+    else:
+        n_all, nt_all, classes = DATA_SIZES[DATA_CIFAR100]
+    n_train, n_test = _sizes(args)
+    n = min(n_all, n_train or n_all)
+    nt = min(nt_all, n_test or nt_all)
+    if is_resnet(args.backbone):
+        _, _, stage = parse_backbone(args.backbone)
+        side, feats = RESNET_SHAPES[stage]
+        side = side * (args.image_size or 32) // 32
+        shape = (side * side, feats)
+    elif args.backbone in KNOWN_SHAPES:
+        shape = KNOWN_SHAPES[args.backbone]
+    else:
+        raise ValueError(f"--plan does not know the token grid of --backbone {args.backbone}; give "
+                         "--plan-sizes N_TRAIN,N_TEST,TOKENS,FEATURES,CLASSES")
+    if min(n, nt, classes) < 1:
+        raise ValueError(f"--data {args.data}: no images found to plan for (train {n}, test {nt}, "
+                         f"{classes} classes)")
+    return Sizes(n, nt, shape[0], shape[1], classes)
+
+
+def plan_table(args, heads, solver_options: dict, epochs: int) -> tuple[str, dict]:
+    """``train --plan``: the table of :func:`~.plan.format_plan` for the options of the command line,
+    and the plans ``{head: HeadPlan}``."""
+    from .plan import format_plan
+
+    sizes = plan_sizes(args)
+    if args.device is not None and str(args.device).startswith("cuda"):
+        device = str(args.device)  # a plan for a GPU may be made on a machine without one
+    else:
+        from ..runtime import device as pick_device
+
+        device = str(pick_device(args.device))
+    host, dev_mem = memory_budgets(device, args.host_memory, args.device_memory)
+    plans = make_plans(heads, sizes, device.split(":")[0], args.reduce_dim, args.reduce_tokens, args.method,
+                       solver_options, args.batch_size, host, dev_mem, args.time_budget, args.flops,
+                       args.width, args.attn_heads, epochs)
+    missing = [h for h in heads if h not in plans]
+    text = format_plan(list(plans.values()), sizes, device.split(":")[0],
+                       str(solver_options.get("dtype", "float64")), args.flops, args.time_budget)
+    if missing:
+        text += f"\nno memory model for: {', '.join(missing)} (they run unchecked)"
+    return text, plans
+
+
+def train(args) -> Path | None:
     """``train``: check every option, extract (or load) features, train every head at every beta
     (each row written as it finishes; a rerun resumes), print the table; returns the results path."""
     from ..runtime import is_fast
@@ -646,6 +945,15 @@ def train(args) -> Path:
         if h in CONVEX_HEADS:
             solver_module()
     solver_options = check_solver_options(args.method, _solver_options(args.solver_option))
+    if args.plan:  # a dry run: sizes from the options, no features read, nothing trained
+        from ..runtime import is_fast
+
+        epochs = 2 if (args.fast or is_fast()) and args.epochs == 10 else args.epochs
+        text, plans = plan_table(args, heads, solver_options, epochs)
+        print(text)
+        if args.strict:
+            refuse_unfit(plans)
+        return None
     _check_args(args)
     if args.out is not None:
         out = Path(args.out).expanduser()
@@ -682,7 +990,9 @@ def train(args) -> Path:
                         epochs=epochs, batch_size=args.batch_size, lr=args.lr, seed=args.seed,
                         reduce_dim=args.reduce_dim, reduce_method=args.reduce_method,
                         reduce_tokens=args.reduce_tokens, progress=args.progress, out=out,
-                        resume=args.resume, **head_options)
+                        resume=args.resume, strict=args.strict, host_memory=args.host_memory,
+                        device_memory=args.device_memory, time_budget=args.time_budget, flops=args.flops,
+                        **head_options)
     print(format_table(results))
     print(f"results written to {out}")
     return Path(out)
@@ -782,7 +1092,8 @@ def format_table(results: dict, markdown: bool = False) -> str:
              f"{red.get('features', feats)} ({red.get('method', 'none')}); "
              f"device {results.get('device', '?')}"]
     rows = results["rows"]
-    failed = [r for r in rows if not row_ok(r)]
+    failed = [r for r in rows if not row_ok(r) and r.get("status") != "skipped"]
+    skipped = [r for r in rows if r.get("status") == "skipped"]
     n_grid = len(results.get("heads") or []) * len(grid_values(results))
     partial = results.get("complete") is False or (n_grid and len(rows) < n_grid)
     notes = []
@@ -791,6 +1102,15 @@ def format_table(results: dict, markdown: bool = False) -> str:
                      "interrupted or running `train`); rerun the same command to resume")
     if failed:
         notes.append(f"{len(failed)} row(s) FAILED (error shown); rerun the same command to retry them")
+    if skipped:
+        notes.append(f"{len(skipped)} row(s) SKIPPED before any work: the plan says they would not fit "
+                     "(what makes them fit is shown; see train --plan)")
+    own = sorted({(r["head"], r.get("tokens"), r.get("features"), (r.get("plan") or {}).get("method"))
+                  for r in rows if row_ok(r) and (r.get("tokens"), r.get("features"))
+                  != (red.get("tokens", tokens), red.get("features", feats))})
+    if own:
+        notes.append("features per head (auto): " + "; ".join(
+            f"{h} {t} x {f}" + (f" ({m})" if m in ("fista", "burer_monteiro") else "") for h, t, f, m in own))
     fewer = sorted({r["head"] for r in rows if row_ok(r) and d.get("classes") is not None
                     and r.get("classes") is not None and r["classes"] < d["classes"]})
     if fewer:  # only in files of older versions: every head now takes the data set's class count
@@ -819,7 +1139,8 @@ def format_table(results: dict, markdown: bool = False) -> str:
             at = _beta(r, ".3g") + (f" | {_fraction(r, '.3g')}" if show_f else "")
             if not row_ok(r):
                 err = str(r.get("error", "unknown error")).replace("|", "\\|").replace("\n", " ")
-                lines.append(f"| {r['head']} | {at} | FAILED: {err} | | | | "
+                word = "SKIPPED" if r.get("status") == "skipped" else "FAILED"
+                lines.append(f"| {r['head']} | {at} | {word}: {err} | | | | "
                              f"{_num(r.get('train_time_s'), '.2f')} | | {r.get('device', '?')} |")
                 continue
             gap = "n/a (non-convex)" if r.get("rel_gap", None) is None and not r.get("convex") \
@@ -840,7 +1161,8 @@ def format_table(results: dict, markdown: bool = False) -> str:
         at = f"{_beta(r, '8.2g'):>8s}" + (f" {_fraction(r, '7.3g'):>7s}" if show_f else "")
         if not row_ok(r):
             err = str(r.get("error", "unknown error")).replace("\n", " ")
-            lines.append(f"{r['head']:22s} {at} FAILED: {err}")
+            word = "SKIPPED" if r.get("status") == "skipped" else "FAILED"
+            lines.append(f"{r['head']:22s} {at} {word}: {err}")
             continue
         nc = r.get("rel_gap") is None and not r.get("convex")
         gap = "n/a (nc)" if nc else _num(r.get("rel_gap"), ".1e")
@@ -883,7 +1205,7 @@ def main(argv=None) -> int:
     try:
         if args.command == "train":
             out = train(args)
-            return 1 if load_results(out).get("failed") else 0
+            return 0 if out is None else (1 if load_results(out).get("failed") else 0)
         {"extract": extract, "report": report}[args.command](args)
     except (ValueError, CifarDataError, CacheCorruptError, CacheLockedError, HeadUnavailableError) as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -333,7 +333,9 @@ def _convex_trainer(name: str):
             raise HeadUnavailableError(f"head {name!r} needs the convex solver kind {kind!r}, which "
                                        f"cal.solvers does not provide yet (it has: "
                                        f"{', '.join(getattr(solvers, 'HEADS', {}))})")
-        get = pooled if pool else (lambda X: np.asarray(X, dtype=np.float64))
+        # token heads get the features as they are (float32, or the fp16 memory map): the solver
+        # copies them to the device in chunks, never as a full float64 array on the host
+        get = pooled if pool else real_features_array
         Xtr, Xte = get(data["X_train"]), get(data["X_test"])
         ytr = data["y_train"].cpu().numpy()
         kw = dict(options.get("solver_options", {}))
@@ -342,8 +344,14 @@ def _convex_trainer(name: str):
             kw.pop("gates", None)
         kw.setdefault("progress", progress)
         kw["classes"] = data["classes"]  # one logit per class of the data set, seen in y_train or not
+        method = options.get("method", "fista")
+        # every pass over the samples (gradients, certificate, predictions) in batches of the
+        # command line's --batch-size: bounded memory, the same sums
+        kw.setdefault("batch_size", batch_size)  # FISTA: evaluation chunks; Burer-Monteiro: Adam's
+        if method == "burer_monteiro":
+            kw.setdefault("eval_batch_size", batch_size)
         readout = options.get("readout", "mean")
-        common = dict(method=options.get("method", "fista"), device=device, activation=activation,
+        common = dict(method=method, device=device, activation=activation,
                       seed=seed, loss="cross_entropy", **kw)
         solver_kind = _readout_kind(name, kind, readout)
         if beta is None:  # beta = beta_fraction x this head's own beta_max (fit records both)
@@ -351,7 +359,7 @@ def _convex_trainer(name: str):
         else:
             fit = solvers.fit_head(solver_kind, Xtr, ytr, beta, **common)
         predict = _convex_predictions if readout == "mean" else _readout_predictions
-        return fit, fit.value, fit.value - fit.lower_bound, lambda f: predict(f, Xtr, Xte)
+        return fit, fit.value, fit.value - fit.lower_bound, lambda f: predict(f, Xtr, Xte, batch_size)
 
     return train
 
@@ -372,13 +380,41 @@ def _readout_kind(name: str, kind: str, readout: str) -> str:
     return readout_kind(kind, readout)
 
 
-def _readout_predictions(fit, Xtr, Xte):
+def real_features_array(X) -> np.ndarray:
+    """Token features for a convex solver: float16/32/64 arrays (memory maps included) as they
+    are, anything else as float32 (read in chunks by :func:`pooled`'s rule: no float64 copy)."""
+    if isinstance(X, np.ndarray) and X.dtype in (np.float16, np.float32, np.float64):
+        return X
+    return np.asarray(X, dtype=np.float32)
+
+
+#: entries of a recovered network's largest intermediate per chunk of samples (float64: 32 MB)
+PREDICT_ENTRIES = 2**22
+
+
+def predict_chunks(net, X, batch_size: int) -> np.ndarray:
+    """``net.predict`` (float64 numpy) over chunks of at most ``batch_size`` samples: the same
+    outputs (each row depends on its own sample only), with memory bounded.  A token network of m
+    units (attention: (b, m, t, t) scores and (b, m, t, d) products) gets chunks of at most
+    :data:`PREDICT_ENTRIES` / (m t (t + d + c)) samples (at least one)."""
+    b = batch_size
+    shapes = [tuple(p.shape) for p in net.parameters() if p.ndim == 3]  # (m, ., .) weights
+    if X.ndim == 3 and shapes:
+        m, c, (t, d) = max(s[0] for s in shapes), max(s[2] for s in shapes), X.shape[1:]
+        b = max(1, min(b, PREDICT_ENTRIES // max(m * t * (t + d + c), 1)))
+    return np.concatenate([net.predict(np.asarray(X[i:i + b], dtype=np.float64))
+                           for i in range(0, X.shape[0], b)])
+
+
+def _readout_predictions(fit, Xtr, Xte, batch_size=None):
     """Train logits (the solver's outputs), test logits (the fitted head's own forward map on the
     test tokens, :func:`.readouts.head_logits`) and None (no recovered network to compare)."""
     from .readouts import head_logits
 
     train = torch.as_tensor(np.asarray(fit.prediction(), dtype=np.float64))
-    return train.float(), torch.as_tensor(head_logits(fit, Xte)).float(), None
+    b = batch_size or max(Xte.shape[0], 1)
+    test = np.concatenate([head_logits(fit, Xte[i:i + b]) for i in range(0, Xte.shape[0], b)])
+    return train.float(), torch.as_tensor(test).float(), None
 
 
 def recovered_units(fit) -> int:
@@ -410,17 +446,18 @@ def twin(fit, tokens: int):
     raise HeadUnavailableError(f"no non-convex twin to predict with a {fit.kind!r} fit on new data")
 
 
-def _convex_predictions(fit, Xtr, Xte):
+def _convex_predictions(fit, Xtr, Xte, batch_size=None):
     """Train logits (the solver's own outputs) and test logits (the recovered twin on the test
-    tokens); also the largest difference of the twin's train logits from the solver's, relative to
-    their scale (recovery is exact, so this is round-off)."""
+    tokens, ``batch_size`` samples at a time); also the largest difference of the twin's train
+    logits from the solver's, relative to their scale (recovery is exact, so this is round-off)."""
     train = torch.as_tensor(np.asarray(fit.prediction(), dtype=np.float64))
     net = twin(fit, Xtr.shape[1] if Xtr.ndim == 3 else 1)
     if net is None:  # all-zero solution: logits zero everywhere
         return train.float(), torch.zeros(Xte.shape[0], train.shape[1]), 0.0
-    mine = torch.as_tensor(net.predict(Xtr))
+    b = batch_size or max(Xtr.shape[0], 1)
+    mine = torch.as_tensor(predict_chunks(net, Xtr, b))
     rel = float((mine - train).abs().max() / max(float(train.abs().max()), 1e-12))
-    return train.float(), torch.as_tensor(net.predict(Xte)).float(), rel
+    return train.float(), torch.as_tensor(predict_chunks(net, Xte, b)).float(), rel
 
 
 for _name, (_kind, _act, _pool) in CONVEX_HEADS.items():

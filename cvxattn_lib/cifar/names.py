@@ -62,3 +62,41 @@ def parse_backbone(spec: str) -> tuple[str, str | None, str]:
     elif rest and last.startswith("layer"):
         raise ValueError(f"backbone={spec!r}: stage {last!r} is not one of {', '.join(RESNET_STAGES)}")
     return arch, (rest or None), stage
+
+
+#: the full-scale job (README, notebook 05 and ``train --help`` give this one command): every head on
+#: all of CIFAR-100 on one GPU; its defaults (--reduce-dim auto --reduce-tokens auto --method auto)
+#: pick per head the features and solver that fit (see ``train --plan``)
+FULL_COMMAND = "python -m cvxattn_lib.cifar train --heads all --betas 1e-3,1e-2,1e-1 --device cuda"
+
+#: (tokens, features) of backbones whose shape is known without running them (for ``train --plan``);
+#: CIFAR ResNet stages on 32 x 32 images
+KNOWN_SHAPES = {"gmlp_s16_224": (196, 256)}
+RESNET_SHAPES = {"layer1": (32, 16), "layer2": (16, 32), "layer3": (8, 64)}  # grid side, channels
+#: (train images, test images, classes) of the known data sets
+DATA_SIZES = {DATA_CIFAR100: (50000, 10000, 100)}
+AUTO = "auto"
+
+TRAIN_EPILOG = f"""Full-scale run (all of CIFAR-100, every head, one GPU):
+  {FULL_COMMAND}
+Add --plan first to see each head's memory, time and the features / solver it gets (a dry run that
+reads no features); the same check runs at the start of train: a head that would not fit the host
+or the device is skipped with the option that makes it fit (recorded in the results), or refused
+with --strict."""
+
+
+def reduction_value(text: str):
+    """``--reduce-dim`` / ``--reduce-tokens``: an integer >= 1, ``auto`` (chosen per head by the
+    plan) or ``none`` (no reduction)."""
+    import argparse
+
+    low = str(text).strip().lower()
+    if low in (AUTO, "none"):
+        return low
+    try:
+        value = int(low)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be an integer >= 1, 'auto' or 'none', got {text!r}")
+    return value

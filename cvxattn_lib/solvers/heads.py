@@ -25,7 +25,7 @@ from torch import nn
 from .. import arrangements
 from ..convex.attention import ATTENTION_ACTIVATIONS, attention_gates, attention_masks
 from ..losses import torch_loss
-from ..validation import as_float_array, choice, positive_int, targets, token_targets
+from ..validation import as_float_array, choice, positive_int, real_features, targets, token_targets
 
 HEADS: dict[str, type["ConvexHead"]] = {}
 
@@ -189,6 +189,47 @@ class ConvexHead(nn.Module):
         return Y.numpy() if self.loss == "cross_entropy" else Y.double().numpy()
 
 
+#: samples per chunk when token data are copied to the device or masks are computed (bounded host memory)
+CHUNK = 2048
+
+
+def token_features(X) -> np.ndarray:
+    """Tokens (n, s, d) as they are when they are a float16/32/64 numpy array (a memory map stays
+    a map: no float64 copy of large features; checked finite ``CHUNK`` rows at a time), else as a
+    float64 array (:func:`~cvxattn_lib.validation.as_float_array`)."""
+    if isinstance(X, np.ndarray) and X.dtype in (np.float16, np.float32, np.float64):
+        real_features("X", X, 3)
+        return X
+    return as_float_array("X", X, 3)
+
+
+def device_tensor(X: np.ndarray, dtype, device, chunk: int = CHUNK) -> torch.Tensor:
+    """``X`` as a tensor of ``dtype`` on ``device``, copied ``chunk`` samples at a time (never a
+    full-size converted copy on the host); a float64 array on the CPU in float64 is shared, not
+    copied."""
+    device = torch.device(device)
+    if device.type == "cpu" and dtype == torch.float64 and type(X) is np.ndarray \
+            and X.dtype == np.float64:
+        return torch.from_numpy(X)
+    out = torch.empty(X.shape, dtype=dtype, device=device)
+    for i in range(0, X.shape[0], chunk):
+        out[i:i + chunk] = torch.from_numpy(np.asarray(X[i:i + chunk], dtype=np.float64)).to(device, dtype)
+    return out
+
+
+def chunked_masks(fn, X: np.ndarray, gates: np.ndarray, device, chunk: int = CHUNK) -> torch.Tensor:
+    """Boolean masks ``fn(X, gates)`` (P, n, ...) on ``device``, computed ``chunk`` samples at a time
+    from float64 copies of the chunk (the same values as ``fn`` on all of X at once: each mask entry
+    depends on its own sample only), so the float64 intermediates stay chunk-sized."""
+    parts = None
+    for i in range(0, X.shape[0], chunk):
+        m = torch.as_tensor(fn(np.asarray(X[i:i + chunk], dtype=np.float64), gates), device=device)
+        if parts is None:
+            parts = torch.empty((m.shape[0], X.shape[0], *m.shape[2:]), dtype=torch.bool, device=device)
+        parts[:, i:i + chunk] = m
+    return parts
+
+
 def _idx(idx):
     return slice(None) if idx is None else idx
 
@@ -283,7 +324,7 @@ class AttentionHead(ConvexHead):
     ACTIVATIONS = ATTENTION_ACTIVATIONS
     DEFAULT_ACTIVATION = "linear"
 
-    def __init__(self, X, Y, gates, activation, loss, c, device, dtype):
+    def __init__(self, X, Y, gates, activation, loss, c, device, dtype, masks=None):
         super().__init__()
         self.activation, self.loss = activation, loss
         self._np = (X, Y, gates, c)
@@ -293,16 +334,17 @@ class AttentionHead(ConvexHead):
         self.G = gates
         P = 1 if activation == "linear" else gates.shape[0]
         self.shape = (P, d * d, d * c)
-        self.Xt = torch.as_tensor(X, dtype=dtype, device=device)
-        # masks from float64 numpy exactly as cal.convex.attention, kept as booleans (P, n, s, s)
-        self.Mt = (None if activation == "linear"
-                   else torch.as_tensor(attention_masks(X, gates), device=device))
+        self.Xt = device_tensor(X, dtype, device)
+        # masks from float64 numpy exactly as cal.convex.attention (chunk by chunk), kept as
+        # booleans (P, n, s, s); shared with the same head in another dtype (with_dtype)
+        self.Mt = (None if activation == "linear" else masks if masks is not None
+                   else chunked_masks(attention_masks, X, gates, device))
         ydtype = torch.int64 if loss == "cross_entropy" else dtype
         self.Yt = torch.as_tensor(Y, dtype=ydtype, device=device)
 
     @classmethod
     def build(cls, X, Y, activation, gates, n_gates, seed, loss, device, dtype, classes=None):
-        X = as_float_array("X", X, 3)
+        X = token_features(X)
         n, s, d = X.shape
         activation = choice("activation", activation, cls.ACTIVATIONS)
         Y, c = token_targets(Y, n, s, loss, classes=classes)
@@ -311,7 +353,7 @@ class AttentionHead(ConvexHead):
 
     def with_dtype(self, dtype):
         X, Y, G, c = self._np
-        return type(self)(X, Y, G, self.activation, self.loss, c, self.Xt.device, dtype)
+        return type(self)(X, Y, G, self.activation, self.loss, c, self.Xt.device, dtype, masks=self.Mt)
 
     def _out(self, out):
         return out.mean(dim=1) if self.loss == "cross_entropy" else out.reshape(-1, self.c)
@@ -404,13 +446,15 @@ class _TokenHead(ConvexHead):
         self._np = (X, Y, G, c)
         self.n, self.s, self.d = X.shape
         self.c, self.G, self.shape = c, G, shape
-        self.Xt = torch.as_tensor(X, dtype=dtype, device=device)
+        self.Xt = device_tensor(X, dtype, device)
         ydtype = torch.int64 if loss == "cross_entropy" else dtype
         self.Yt = torch.as_tensor(Y, dtype=ydtype, device=device)
 
     def with_dtype(self, dtype):
         X, Y, G, c = self._np
-        return type(self)(X, Y, G, self.activation, self.loss, c, self.Xt.device, dtype)
+        masks = getattr(self, "Mt", None)
+        extra = {} if masks is None else {"masks": masks}
+        return type(self)(X, Y, G, self.activation, self.loss, c, self.Xt.device, dtype, **extra)
 
     def _out(self, out):
         return out.mean(dim=1) if self.loss == "cross_entropy" else out.reshape(-1, self.c)
@@ -430,19 +474,19 @@ class MixerTorchHead(_TokenHead):
     ACTIVATIONS = ("linear", "gated_relu")
     DEFAULT_ACTIVATION = "linear"
 
-    def __init__(self, X, Y, gates, activation, loss, c, device, dtype):
+    def __init__(self, X, Y, gates, activation, loss, c, device, dtype, masks=None):
         super().__init__()
         n, s, d = X.shape
         P = 1 if activation == "linear" else gates.shape[0]
         self._setup(X, Y, gates, activation, loss, c, device, dtype, (P, s * s, d * c))
         from ..convex.mixer import mixer_masks
-        self.Mt = None if activation == "linear" else torch.as_tensor(mixer_masks(X, gates),
-                                                                      device=device)
+        self.Mt = (None if activation == "linear" else masks if masks is not None
+                   else chunked_masks(mixer_masks, X, gates, device))
 
     @classmethod
     def build(cls, X, Y, activation, gates, n_gates, seed, loss, device, dtype, classes=None):
         from ..convex.mixer import mixer_gates
-        X = as_float_array("X", X, 3)
+        X = token_features(X)
         activation = choice("activation", activation, cls.ACTIVATIONS)
         Y, c = _token_Y(X, Y, loss, classes)
         s, d = X.shape[1:]
@@ -529,7 +573,7 @@ class FNOTorchHead(_TokenHead):
 
     @classmethod
     def build(cls, X, Y, activation, gates, n_gates, seed, loss, device, dtype, classes=None):
-        X = as_float_array("X", X, 3)
+        X = token_features(X)
         activation = choice("activation (the FNO mixing)", activation, cls.ACTIVATIONS)
         if gates is not None or n_gates is not None:
             raise ValueError("FNO heads have no gates; leave gates and n_gates as None")
