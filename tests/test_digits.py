@@ -146,3 +146,26 @@ def test_pretrain_cli_writes_where_told(tmp_path, capsys):
     assert out.is_file() and "held-out accuracy" in capsys.readouterr().out
     assert main(["pretrain-digits", "--out", str(tmp_path / "w.pt")]) == 2
     assert ".safetensors" in capsys.readouterr().err
+
+
+# --- the shipped weights ------------------------------------------------------------------------------
+
+def test_shipped_weights_match_their_checksum_and_load_with_every_key():
+    path = P.shipped_weights()
+    assert R.file_sha256(path) == P.WEIGHTS_SHA256
+    state = R.load_resnet_weights(path)
+    model = R.resnet("resnet20", num_classes=10)
+    assert set(state) == set(model.state_dict())
+    model.load_state_dict(state, strict=True)
+    meta = R.weights_metadata(path)
+    recipe = json.loads(meta["recipe"])
+    assert meta["input_size"] == "16" and recipe["seed"] == 0 and recipe["epochs"] == P.DEFAULTS["epochs"]
+    bb = R.ResNetBackbone(P.digits_backbone("layer2"))
+    assert bb.pretrained and bb.token_shape() == (64, 32)
+
+
+def test_shipped_weights_checksum_is_enforced(monkeypatch):
+    monkeypatch.setattr(P, "WEIGHTS_SHA256", "0" * 64)
+    with pytest.raises(ValueError, match="not the shipped weights"):
+        P.shipped_weights()
+    assert P.shipped_weights(verify=False).is_file()
