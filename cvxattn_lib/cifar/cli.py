@@ -21,7 +21,7 @@ Examples::
     # the real set that ships with scikit-learn, through the ResNet-20 we pretrained on its own split:
     python -m cvxattn_lib.cifar train --data digits \
         --backbone resnet20:data/weights/resnet20_digits.safetensors:layer2 --heads linear,linear_flat
-    python -m cvxattn_lib.cifar pretrain-digits      # remake those weights (seeded, ~2 min on a CPU)
+    python -m cvxattn_lib.cifar pretrain-digits      # remake those weights (seeded, about a minute on a CPU)
 
 The data set's name and class count go into the cache key, the results file (its name and its
 ``data``) and the table; every head is built for the data set's class count.
