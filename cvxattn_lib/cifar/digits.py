@@ -4,8 +4,9 @@ ImageFolder tree, with a fixed split into backbone pretraining, head training an
 **The data.**  ``sklearn.datasets.load_digits()``: 1,797 images of handwritten digits, 8 x 8 pixels
 with integer values 0..16, 10 classes (the digits 0-9).  Its description (``load_digits().DESCR``)
 calls it "a copy of the test set of the UCI ML hand-written digits datasets", created by E. Alpaydin
-(July 1998): 32 x 32 bitmaps of digits written by 43 people on forms, preprocessed with NIST's
-programs and reduced to 8 x 8 by counting the "on" pixels in 4 x 4 blocks.  It is read from the
+(July 1998), whose forms came from 43 people (13 wrote the test set, 30 others the training set):
+normalised 32 x 32 bitmaps made by NIST's programs, reduced to 8 x 8 by counting the "on" pixels in
+4 x 4 blocks.  It is read from the
 installed scikit-learn (``sklearn/datasets/data/digits.csv.gz``), so nothing is downloaded.
 
 **The split** (:func:`split_indices`, seed :data:`SPLIT_SEED`): within each class the indices are
