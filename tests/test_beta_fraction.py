@@ -52,13 +52,13 @@ def test_beta_is_the_fraction_times_beta_max_exactly_and_shared_within_a_family(
         assert r.beta_max > 0 and r.classes == C
     for h in convex_heads():
         assert rows[h].beta_max_of == h
-    # the non-convex heads take the absolute beta of the convex head of their family
+    # mlp_relu takes the absolute beta of the convex head of its family; softmax attention that of
+    # the linear head on the token mean (what it is at W1 = 0)
     assert rows["mlp_relu"].beta_max_of == "mlp_gated_relu"
-    assert rows["attention_softmax"].beta_max_of == "attention_linear"
+    assert rows["attention_softmax"].beta_max_of == "linear"
     if "mlp_gated_relu" in rows:
         assert rows["mlp_relu"].beta == rows["mlp_gated_relu"].beta
-    if "attention_linear" in rows:
-        assert rows["attention_softmax"].beta == rows["attention_linear"].beta
+    assert rows["attention_softmax"].beta == rows["linear"].beta
     # linear heads: beta_max of the two-layer linear net = ||Xbar^T (P0 - E)||_2 at W = 0 (P0 = 1/C)
     E = np.eye(C)[y]
     X32 = X.astype(np.float32)  # the heads pool in float32

@@ -172,12 +172,13 @@ def test_head_that_would_not_fit_is_skipped_and_recorded_or_refused(standin_args
 
 
 # --------------------------------------------------------------------------------------------
-# the full-scale command: one constant, in README and train --help
+# the full-scale command: one constant, in README, notebook 05 and train --help
 
-def test_full_command_in_readme_and_train_help(capsys):
+def test_full_command_in_readme_notebook_and_train_help(capsys):
     from cvxattn_lib.cifar.cli import main
 
     assert FULL_COMMAND in (REPO / "README.md").read_text()
+    assert FULL_COMMAND in (REPO / "notebooks" / "05_cifar100_convex_heads.ipynb").read_text()
     assert main(["train", "--help"]) == 0
     assert FULL_COMMAND in capsys.readouterr().out
 

@@ -1,7 +1,8 @@
 """CIFAR-100 (or any image folder) with frozen backbones: data, token features, a crash-safe feature
-cache, heads, CLI.  Sources: CIFAR-100 (:mod:`.data`) and torchvision-layout image folders
-(:mod:`.sources`); backbones: timm models (:mod:`.backbone`) and this library's CIFAR ResNets, one
-stage's H x W positions as tokens (:mod:`.resnet`).
+cache, heads, CLI.  Sources: CIFAR-100 (:mod:`.data`), torchvision-layout image folders
+(:mod:`.sources`) and scikit-learn's digits written as one (:mod:`.digits`); backbones: timm models
+(:mod:`.backbone`) and this library's CIFAR ResNets, one stage's H x W positions as tokens
+(:mod:`.resnet`; trained on the digits by :mod:`.pretrain`); fair head comparisons (:mod:`.compare`).
 
 ``python -m cvxattn_lib.cifar extract | train | report`` runs the pipeline from a shell; the
 notebook calls the same functions.  Needs the ``cifar`` extra (timm, torchvision).  The names
@@ -27,9 +28,13 @@ _WHERE = {
     "resnet": ("CifarResNet", "ResNetBackbone", "load_resnet_weights", "save_resnet_weights"),
     "sources": ("load_image_folder", "write_image_folder"),
     "grid": ("TokenGridBackbone",),
+    "digits": ("ensure_digits", "load_digits_split"),
+    "pretrain": ("pretrain_digits", "digits_backbone", "shipped_weights"),
+    "compare": ("compare_heads", "reference_beta"),
 }
 _ATTRIBUTES = {name: module for module, names in _WHERE.items() for name in names}
-_SUBMODULES = ("backbone", "cache", "cli", "data", "explore", "grid", "heads", "resnet", "sources")
+_SUBMODULES = ("backbone", "cache", "cli", "compare", "data", "digits", "explore", "grid", "heads",
+               "pretrain", "resnet", "sources")
 
 __all__ = ["explore", *_ATTRIBUTES]
 

@@ -26,6 +26,10 @@ Examples::
     # any image folder (ImageFolder layout) through a CIFAR ResNet's layer2 (16 x 16 tokens of 32):
     python -m cvxattn_lib.cifar train --data imagefolder:data/cifar10 \
         --backbone resnet20:data/resnet20.safetensors:layer2 --heads linear,mlp_relu
+    # the real set that ships with scikit-learn, through the ResNet-20 we pretrained on its own split:
+    python -m cvxattn_lib.cifar train --data digits \
+        --backbone resnet20:data/weights/resnet20_digits.safetensors:layer2 --heads linear,linear_flat
+    python -m cvxattn_lib.cifar pretrain-digits      # remake those weights (seeded, about a minute on a CPU)
 
 The data set's name and class count go into the cache key, the results file (its name and its
 ``data``) and the table; every head is built for the data set's class count.
@@ -41,9 +45,9 @@ import math
 import sys
 from pathlib import Path
 
-from .names import (AUTO, BACKBONE_HELP, DATA_CIFAR100, DATA_HELP, DEFAULT_BACKBONE,  # torch-free:
-                    IMAGEFOLDER, REDUCTIONS, SOURCE_REAL, TRAIN_EPILOG,  # --help stays light
-                    reduction_value)
+from .names import (AUTO, BACKBONE_HELP, DATA_CIFAR100, DATA_DIGITS, DATA_HELP,  # torch-free:
+                    DEFAULT_BACKBONE, IMAGEFOLDER, REDUCTIONS, SOURCE_REAL,  # --help stays light
+                    TRAIN_EPILOG, reduction_value)
 
 RESULTS_FORMAT = "cvxattn-cifar100-results/1"
 DESCRIPTION = """The CIFAR-100 pipeline from a shell (also installed as cvxattn-cifar); other image sets
@@ -51,7 +55,9 @@ DESCRIPTION = """The CIFAR-100 pipeline from a shell (also installed as cvxattn-
   extract  backbone tokens of the train and test splits into the feature cache (resumable)
   train    heads x betas on the cached features; writes a results JSON under <data root>/results/
            row by row, resumes a rerun, records a failing head as a failed row and goes on
-  report   the table of a results JSON (the newest one by default)"""
+  report   the table of a results JSON (the newest one by default)
+  pretrain-digits  train our ResNet-20 on the pretrain split of scikit-learn's digits (--data digits):
+           the backbone shipped as data/weights/resnet20_digits.safetensors"""
 FAST_SIZES = {"train": 1000, "test": 500}
 
 
@@ -349,6 +355,27 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--plan-sizes", type=_plan_sizes, default=None, metavar="N,NT,S,D,C",
                    help="sizes for --plan when the backbone's shape is not known: train and test images, "
                         "tokens, features, classes")
+    pd = sub.add_parser("pretrain-digits",
+                        help="train our ResNet-20 on the digits' pretrain split (the shipped backbone)")
+    from .names import PRETRAIN_DEFAULTS as D
+
+    pd.add_argument("--out", type=Path, default=None,
+                    help="safetensors file to write (default: data/weights/resnet20_digits.safetensors of "
+                         "this checkout)")
+    pd.add_argument("--epochs", type=_count, default=D["epochs"], help=f"epochs ({D['epochs']})")
+    pd.add_argument("--seed", type=_seed, default=D["seed"],
+                    help=f"seed of weights, order, shifts ({D['seed']})")
+    pd.add_argument("--input-size", type=_count, default=D["input_size"],
+                    help=f"the 8 x 8 digits are resized to this square size ({D['input_size']}; "
+                         "layer2 is then an input/2 grid)")
+    pd.add_argument("--batch-size", type=_count, default=D["batch_size"],
+                    help=f"minibatch ({D['batch_size']})")
+    pd.add_argument("--lr", type=_positive, default=D["lr"], help=f"SGD learning rate ({D['lr']})")
+    pd.add_argument("--subset", type=_count, default=None, help="use the first N pretraining images (tests)")
+    pd.add_argument("--threads", type=_count, default=1,
+                    help="CPU threads for torch (1: the same torch build on the same kind of CPU then gives "
+                         "the same weights bit for bit)")
+    pd.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
     rp = sub.add_parser("report", help="print the comparison table of a results JSON")
     rp.add_argument("results", nargs="?", type=Path, default=None,
                     help="results JSON (default: newest under <data root>/results)")
@@ -387,7 +414,9 @@ def prepare_features(root=None, backbone: str = DEFAULT_BACKBONE, pretrained: bo
                      data_name: str | None = None, image_size: int | None = None) -> dict:
     """Data (or its stand-in), backbone and both feature caches (loaded if present, else extracted).
 
-    ``data``: ``'cifar100'`` or ``'imagefolder:PATH'`` (:mod:`~cvxattn_lib.cifar.sources`, named
+    ``data``: ``'cifar100'``, ``'digits'`` (scikit-learn's digits, :mod:`~cvxattn_lib.cifar.digits`: its
+    ImageFolder tree under ``root/digits/images`` is made on first use) or ``'imagefolder:PATH'``
+    (:mod:`~cvxattn_lib.cifar.sources`, named
     ``data_name`` or after the folder, resized to ``image_size`` when given); ``backbone``: a timm
     name, a CIFAR ResNet spec ``ARCH[:WEIGHTS][:STAGE]`` (:mod:`~cvxattn_lib.cifar.resnet`; with
     ``pretrained=False`` its weights file is ignored and the weights are random), or a backbone
@@ -415,6 +444,10 @@ def prepare_features(root=None, backbone: str = DEFAULT_BACKBONE, pretrained: bo
                             f"pretrained, transform, device, tokens and token_shape (e.g. a "
                             f"TokenGridBackbone); {type(backbone).__name__} lacks {', '.join(missing)}")
     kind, folder = check_data(data)
+    if kind == DATA_DIGITS:  # scikit-learn's digits, written once as an ImageFolder tree under root
+        from .digits import NAME, ensure_digits
+
+        kind, folder, data_name = IMAGEFOLDER, ensure_digits(root), NAME
     sizes = {"train": n_train, "test": n_test}
     splits = {}
     for split in ("train", "test"):
@@ -836,8 +869,15 @@ def _check_args(args) -> None:
         if args.manifest is not None:
             raise ValueError("--manifest (md5s of CIFAR-100's files) is for --data cifar100; an image "
                              "folder's images are hashed into its cache key instead")
+    elif kind == DATA_DIGITS:
+        if args.data_name is not None:
+            raise ValueError("--data-name is for --data imagefolder:PATH; --data digits is named 'digits'")
+        if args.manifest is not None:
+            raise ValueError("--manifest (md5s of CIFAR-100's files) is for --data cifar100; the digits "
+                             "tree is checked against its own sha256")
     elif args.data_name is not None or args.image_size is not None:
-        raise ValueError("--data-name and --image-size are for --data imagefolder:PATH")
+        raise ValueError("--data-name and --image-size are for --data imagefolder:PATH (--image-size also "
+                         "for --data digits)")
     if args.manifest is not None:
         load_manifest(args.manifest)  # read even when the data turn out to be missing: never ignored
     _root(args)
@@ -1191,6 +1231,22 @@ def report(args) -> str:
     return text
 
 
+def pretrain_digits(args) -> dict:
+    """``pretrain-digits``: :func:`cvxattn_lib.cifar.pretrain.pretrain_digits` with the options given."""
+    import torch
+
+    from .pretrain import WEIGHTS_FILE, pretrain_digits as run, repo_weights_dir
+
+    torch.set_num_threads(args.threads)
+    out = args.out if args.out is not None else repo_weights_dir() / WEIGHTS_FILE
+    if Path(out).is_dir():
+        raise ValueError(f"--out {out} is a folder; give the .safetensors file to write")
+    if Path(out).suffix != ".safetensors":
+        raise ValueError(f"--out {out} must end in .safetensors")
+    return run(out, input_size=args.input_size, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
+               seed=args.seed, n=args.subset, progress=args.progress)
+
+
 def main(argv=None) -> int:
     """Entry point; returns the exit status: 0 done, 1 done but some rows failed (they are in the
     results file), 2 with a one-line message on bad input (argparse's own errors included)."""
@@ -1206,7 +1262,7 @@ def main(argv=None) -> int:
         if args.command == "train":
             out = train(args)
             return 0 if out is None else (1 if load_results(out).get("failed") else 0)
-        {"extract": extract, "report": report}[args.command](args)
+        {"extract": extract, "report": report, "pretrain-digits": pretrain_digits}[args.command](args)
     except (ValueError, CifarDataError, CacheCorruptError, CacheLockedError, HeadUnavailableError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -222,9 +222,10 @@ def token_groups(head: str, model, X, K: int = 4, seed: int = 0) -> np.ndarray:
     return np.stack([spectral_clusters(a, K, seed=seed) for a in aff])
 
 
-def plot_token_groups(image: np.ndarray, groups: dict, title: str = "", axes=None):
+def plot_token_groups(image: np.ndarray, groups: dict, title: str = "", axes=None, underlay: bool = True):
     """The image (uint8 (3, H, W)) and, per head, its token groups (s,) drawn over the patch grid
-    (side sqrt(s)) on top of the image in grey.  Returns the figure."""
+    (side sqrt(s)) on top of the image in grey (``underlay=False``: the groups alone, opaque; for
+    grids with one token per pixel).  Returns the figure."""
     image = np.asarray(image)
     if image.ndim != 3 or image.shape[0] != 3:
         raise ValueError(f"image must be uint8 (3, H, W), got shape {image.shape}")
@@ -243,9 +244,10 @@ def plot_token_groups(image: np.ndarray, groups: dict, title: str = "", axes=Non
         g = grid_side(lab.size)
         if g is None:
             raise ValueError(f"{name}: {lab.size} tokens do not form a square grid")
-        ax.imshow(gray, cmap="gray", interpolation="nearest", extent=(0, W, H, 0))  # groups stand out on grey
-        ax.imshow(lab.reshape(g, g), cmap="tab10", vmin=0, vmax=9, alpha=0.6, interpolation="nearest",
-                  extent=(0, W, H, 0))
+        if underlay:
+            ax.imshow(gray, cmap="gray", interpolation="nearest", extent=(0, W, H, 0))  # groups on grey
+        ax.imshow(lab.reshape(g, g), cmap="tab10", vmin=0, vmax=9, alpha=0.6 if underlay else 1.0,
+                  interpolation="nearest", extent=(0, W, H, 0))
         ax.set(title=f"{name}\n{len(np.unique(lab))} groups, {g}x{g} grid", xlabel="x (pixels)")
         ax.title.set_fontsize(9)
     if title:

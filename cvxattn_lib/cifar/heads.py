@@ -8,9 +8,9 @@ of magnitude.  ``train_head(..., beta_fraction=f)`` gives beta as a fraction of 
 :math:`\lambda/\lambda_{\max}` convention, :func:`reference_beta_max`): convex heads solved by
 ``fit_head`` take :math:`\beta = f\,\beta_{\max}` of their own program (zero at f >= 1); the heads with a
 squared-norm penalty, which have no :math:`\beta_{\max}` (zero is optimal only where the gradient at
-zero vanishes), take f times the :math:`\beta_{\max}` of the convex program of their family
-(:data:`BETA_MAX_OF`), so that ``mlp_relu`` and ``mlp_gated_relu`` (and ``attention_softmax`` and
-``attention_linear``) share one absolute beta, the weight decay of the same weights.
+zero vanishes), take f times a reference :math:`\beta_{\max}` (:data:`BETA_MAX_OF`): ``mlp_relu``
+that of ``mlp_gated_relu`` (one absolute beta, the weight decay of the same weights),
+``attention_softmax`` that of the linear head on the token mean (what it is at :math:`W_1 = 0`).
 
 * ``linear``: logits :math:`\bar x W` on the token mean :math:`\bar x`; convex, solved by full-batch
   L-BFGS in float64, with the duality gap
@@ -496,17 +496,21 @@ def available_heads() -> list[str]:
 #: heads whose penalty is a squared norm, which have no beta_max of their own (zero is optimal only
 #: where the gradient at zero vanishes), and the convex program whose beta_max their
 #: ``beta_fraction`` is a fraction of: head -> (name recorded as ``beta_max_of``, solver kind,
-#: activation, inputs).  ``mlp_relu`` and ``attention_softmax`` take the beta_max of the convex head
-#: of their family (the same weights W1, W2 under the same weight decay, so at one fraction the two
-#: share one absolute beta); ``linear`` and ``linear_flat`` that of the two-layer linear network on
+#: activation, inputs).  ``linear`` and ``linear_flat`` take that of the two-layer linear network on
 #: the same inputs (``fit_head('mlp', activation='linear')``, the program
 #: :math:`\min_W \mathrm{CE} + \beta\|W\|_*`), whose beta_max is the spectral norm of the linear
-#: head's gradient at W = 0; the linear heads' own (ridge) solution is not zero at f >= 1.
+#: head's gradient at W = 0; their own (ridge) solution is not zero at f >= 1.  ``mlp_relu`` takes
+#: that of ``mlp_gated_relu`` (the same weights W1, W2 under the same weight decay, so at one fraction
+#: the two share one absolute beta).  ``attention_softmax`` takes that of ``linear``: at W1 = 0 its
+#: attention weights are uniform and its mean-pooled logits are exactly the linear head on the token
+#: mean, :math:`\bar x\sum_j W_{2j}`; linear attention's beta_max would not do (its logits are cubic in
+#: the tokens, softmax attention's linear in the values; measured on the digits it over-regularised
+#: softmax attention).  :mod:`.compare` reads its references from here.
 BETA_MAX_OF = {
     "linear": ("mlp(linear) on the token mean", "mlp", "linear", "mean"),
     "linear_flat": ("mlp(linear) on the flattened tokens", "mlp", "linear", "flat"),
     "mlp_relu": ("mlp_gated_relu", "mlp", "gated_relu", "mean"),
-    "attention_softmax": ("attention_linear", "self_attention", "linear", "tokens"),
+    "attention_softmax": ("linear", "mlp", "linear", "mean"),
 }
 
 

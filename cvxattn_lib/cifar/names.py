@@ -9,11 +9,19 @@ SOURCE_STANDIN = "synthetic stand-in"
 #: or ``imagefolder:PATH`` (torchvision's ImageFolder layout, see cvxattn_lib.cifar.sources)
 DATA_CIFAR100 = "cifar100"
 IMAGEFOLDER = "imagefolder"
+#: the real image set that ships with scikit-learn (cvxattn_lib.cifar.digits), an ImageFolder tree
+#: under <data root>/digits/images made on first use
+DATA_DIGITS = "digits"
 #: CIFAR ResNets of our own (cvxattn_lib.cifar.resnet): architecture -> BasicBlocks per stage
 RESNET_BLOCKS = {"resnet20": 3, "resnet32": 5, "resnet44": 7, "resnet56": 9}
 RESNET_STAGES = ("layer1", "layer2", "layer3")
+#: the recipe of the shipped digits ResNet-20 (cvxattn_lib.cifar.pretrain; here for the parser's help)
+PRETRAIN_DEFAULTS = {"arch": "resnet20", "input_size": 16, "epochs": 30, "batch_size": 64, "lr": 0.1,
+                     "weight_decay": 5e-4, "shift": 2, "seed": 0}
 
-DATA_HELP = ("cifar100 (default; a labelled synthetic stand-in when the files are missing) or "
+DATA_HELP = ("cifar100 (default; a labelled synthetic stand-in when the files are missing), "
+             "digits (scikit-learn's 1,797 real 8 x 8 handwritten digits, 10 classes, written once as an "
+             "ImageFolder tree under <data root>/digits/images with a fixed train/test split; offline) or "
              "imagefolder:PATH, a folder in torchvision's ImageFolder layout PATH/train/<class>/*.png|jpg "
              "and PATH/test/<class>/*.png|jpg (class names = the train folder's subfolders, sorted; "
              "the data set is named after PATH's last part unless --data-name is given; images are taken "
@@ -28,16 +36,16 @@ BACKBONE_HELP = ("a timm model that yields tokens (default {default}; e.g. vit_s
 
 
 def parse_data(spec: str) -> tuple[str, str | None]:
-    """``'cifar100'`` -> ``('cifar100', None)``; ``'imagefolder:PATH'`` -> ``('imagefolder', PATH)``;
-    anything else a ``ValueError`` naming ``--data``."""
+    """``'cifar100'`` -> ``('cifar100', None)``; ``'digits'`` -> ``('digits', None)``;
+    ``'imagefolder:PATH'`` -> ``('imagefolder', PATH)``; anything else a ``ValueError`` naming ``--data``."""
     if not isinstance(spec, str):
         raise ValueError(f"--data must be a string, got {spec!r}")
-    if spec == DATA_CIFAR100:
-        return DATA_CIFAR100, None
+    if spec in (DATA_CIFAR100, DATA_DIGITS):
+        return spec, None
     kind, sep, path = spec.partition(":")
     if kind == IMAGEFOLDER and sep and path:
         return IMAGEFOLDER, path
-    raise ValueError(f"--data must be 'cifar100' or 'imagefolder:PATH', got {spec!r}")
+    raise ValueError(f"--data must be 'cifar100', 'digits' or 'imagefolder:PATH', got {spec!r}")
 
 
 def is_resnet(spec) -> bool:

@@ -9,8 +9,9 @@ shortcuts (stride-2 subsampling and zero padding of the channels, no parameters)
 pooling; ``linear`` (64 -> classes).  Depth :math:`6n + 2`: ResNet-20/32/44/56 have
 :math:`n = 3, 5, 7, 9`.  State-dict keys: ``conv1.weight``, ``bn1.{weight,bias,running_mean,
 running_var,num_batches_tracked}``, ``layer1.0.conv1.weight``, ``layer1.0.bn1.*``, ...,
-``linear.weight``, ``linear.bias``.  This file was written for this collection; no code of that
-repository is copied, and no weights are shipped with it.
+``linear.weight``, ``linear.bias``.  This file was written for this collection; no code or weights
+of that repository are copied or shipped.  The weights this collection ships
+(``data/weights/resnet20_digits.safetensors``) were trained here by :mod:`.pretrain`.
 
 Weights are read by :func:`load_resnet_weights` only through safetensors or
 ``torch.load(weights_only=True)`` (no code can run).  The repository's checkpoints hold
@@ -26,6 +27,7 @@ positions), the same interface as :class:`cvxattn_lib.cifar.backbone.Backbone`.
 from __future__ import annotations
 
 import hashlib
+import json
 import warnings
 from pathlib import Path
 
@@ -39,6 +41,14 @@ from .names import RESNET_BLOCKS, RESNET_STAGES, parse_backbone
 
 #: stage -> (channels, spatial size on a 32 x 32 input)
 STAGE_SHAPES = {"layer1": (16, 32), "layer2": (32, 16), "layer3": (64, 8)}
+#: stage -> (channels, downsampling factor): the map after a stage is (C, H / f, W / f)
+STAGE_STRIDES = {"layer1": (16, 1), "layer2": (32, 2), "layer3": (64, 4)}
+#: keys of a safetensors file's metadata that :class:`ResNetBackbone` reads (strings): the input size
+#: the weights were trained at and their normalisation ("m,m,m"); absent: 32 and :data:`MEAN`, :data:`STD`
+INPUT_KEYS = ("input_size", "mean", "std")
+#: a metadata key whose value is a JSON object of string entries, read as if they were top-level keys
+#: (safetensors stores metadata keys in no fixed order; one key keeps a file's bytes reproducible)
+METADATA_KEY = "cvxattn"
 #: the normalisation of the akamaster training script (ImageNet's mean and std)
 MEAN = (0.485, 0.456, 0.406)
 STD = (0.229, 0.224, 0.225)
@@ -147,13 +157,64 @@ def load_resnet_weights(path) -> dict:
     return unwrap_state_dict(raw)
 
 
-def save_resnet_weights(model: nn.Module, path) -> Path:
-    """Write ``model``'s state dict as safetensors (contiguous CPU tensors)."""
+def save_resnet_weights(model: nn.Module, path, metadata: dict | None = None) -> Path:
+    """Write ``model``'s state dict as safetensors (contiguous CPU tensors), with ``metadata`` (string
+    keys and values; e.g. :data:`INPUT_KEYS`, which :class:`ResNetBackbone` reads back)."""
     from safetensors.torch import save_file
 
     path = Path(path)
-    save_file({k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}, str(path))
+    meta = None if metadata is None else {str(k): str(v) for k, v in metadata.items()}
+    save_file({k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}, str(path),
+              metadata=meta)
     return path
+
+
+def weights_metadata(path) -> dict:
+    """The metadata (str -> str) of a ``.safetensors`` weights file ({} for other files or none), the
+    entries of :data:`METADATA_KEY` included as top-level keys."""
+    path = Path(path)
+    if path.suffix != ".safetensors":
+        return {}
+    from safetensors import safe_open
+
+    with safe_open(str(path), framework="pt") as f:
+        meta = dict(f.metadata() or {})
+    if METADATA_KEY in meta:
+        try:
+            inner = json.loads(meta.pop(METADATA_KEY))
+        except json.JSONDecodeError as exc:
+            raise ValueError(f"{path}: metadata {METADATA_KEY!r} is not JSON ({exc})") from None
+        if not isinstance(inner, dict):
+            raise ValueError(f"{path}: metadata {METADATA_KEY!r} must be a JSON object")
+        meta.update({str(k): str(v) for k, v in inner.items()})
+    return meta
+
+
+def input_spec(metadata: dict) -> tuple[int, tuple, tuple]:
+    """``(input size, mean, std)`` from a weights file's metadata (:data:`INPUT_KEYS`), defaulting to
+    32, :data:`MEAN`, :data:`STD`; a bad value is a ``ValueError`` naming the key."""
+    size = metadata.get("input_size", "32")
+    try:
+        size = int(size)
+        if size < 4 or size % 4:
+            raise ValueError
+    except ValueError:
+        raise ValueError(f"weights metadata input_size must be an integer >= 4 divisible by 4, got "
+                         f"{metadata.get('input_size')!r}") from None
+    out = []
+    for key, default in (("mean", MEAN), ("std", STD)):
+        if key not in metadata:
+            out.append(default)
+            continue
+        try:
+            vals = tuple(float(v) for v in metadata[key].split(","))
+        except ValueError:
+            vals = ()
+        if len(vals) != 3 or (key == "std" and min(vals) <= 0):
+            raise ValueError(f"weights metadata {key} must be three comma-separated numbers"
+                             f"{' > 0' if key == 'std' else ''}, got {metadata[key]!r}")
+        out.append(vals)
+    return size, out[0], out[1]
 
 
 def convert_to_safetensors(src, dst, arch: str = "resnet20") -> str:
@@ -213,18 +274,22 @@ def build_resnet(arch: str, weights=None, seed: int = 0):
 
 class ResNetBackbone(TokenGridBackbone):
     """A frozen CIFAR ResNet that returns the tokens of one stage: uint8 images (B, 3, H, W) ->
-    float32 (B, H' W', C).  Images are scaled to [0, 1], resized (bilinear) to 32 x 32 if they are
-    not, normalised with :data:`MEAN`, :data:`STD` (a :class:`~cvxattn_lib.cifar.grid.TokenGridBackbone`
-    whose module is the ResNet up to the stage).  ``spec`` is the command line's, e.g.
+    float32 (B, H' W', C).  Images are scaled to [0, 1], resized (bilinear) to the input size if they
+    are not, normalised (a :class:`~cvxattn_lib.cifar.grid.TokenGridBackbone` whose module is the
+    ResNet up to the stage).  Input size and normalisation: those a safetensors weights file names in
+    its metadata (:data:`INPUT_KEYS`; e.g. 16 for the digits ResNet of :mod:`.pretrain`), else 32 x 32
+    and :data:`MEAN`, :data:`STD`.  ``spec`` is the command line's, e.g.
     ``resnet20:weights.safetensors:layer2`` (see :func:`cvxattn_lib.cifar.names.parse_backbone`)."""
 
     def __init__(self, spec: str = "resnet20", device=None, seed: int = 0):
         arch, weights, stage = parse_backbone(spec)
         seed = seed_value("seed", seed)
         model, sha = build_resnet(arch, weights, seed)
+        size, mean, std = input_spec(weights_metadata(weights) if weights is not None else {})
+        self._mean_std = (mean, std)
         # the cache key and table name: architecture, stage and which weights (not the path)
         tag = sha[:12] if sha is not None else f"random{seed}"
-        super().__init__(model, f"{arch}-{stage}-{tag}", (32, 32), MEAN, STD, pretrained=sha is not None,
+        super().__init__(model, f"{arch}-{stage}-{tag}", (size, size), mean, std, pretrained=sha is not None,
                          device=device)
         self.arch, self.stage, self.seed = arch, stage, seed
         self.file_sha256 = sha
@@ -236,15 +301,17 @@ class ResNetBackbone(TokenGridBackbone):
 
     @property
     def transform(self) -> str:
-        mean = ",".join(f"{v:.4g}" for v in MEAN)
-        std = ",".join(f"{v:.4g}" for v in STD)
+        mean = ",".join(f"{v:.4g}" for v in self._mean_std[0])
+        std = ",".join(f"{v:.4g}" for v in self._mean_std[1])
         weights = f"-weights-sha256-{self.file_sha256}" if self.pretrained else \
             f"-random-init-seed{self.seed}"
-        return f"u8-bilinear32x32-mean{mean}-std{std}-{self.arch}-{self.stage}{weights}"
+        h, w = self.input_size
+        return f"u8-bilinear{h}x{w}-mean{mean}-std{std}-{self.arch}-{self.stage}{weights}"
 
     def _features(self, x: torch.Tensor) -> torch.Tensor:
         return self.module.stage(x, self.stage)
 
     def token_shape(self) -> tuple[int, int]:
-        channels, side = STAGE_SHAPES[self.stage]
+        channels, factor = STAGE_STRIDES[self.stage]
+        side = self.input_size[0] // factor
         return side * side, channels

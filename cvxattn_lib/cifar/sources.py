@@ -1,5 +1,10 @@
 r"""Image data sources other than CIFAR-100: any folder in torchvision's ``ImageFolder`` layout.
 
+Two such sources on the command line: ``--data imagefolder:PATH`` (any folder) and ``--data digits``
+(scikit-learn's handwritten digits, real 8 x 8 images that ship inside that package, written once
+as an ImageFolder tree under ``<data root>/digits/images`` by :mod:`cvxattn_lib.cifar.digits` and
+then read here like any other folder, named ``digits``).
+
 Layout (the one ``torchvision.datasets.ImageFolder`` reads, one tree per split)::
 
     PATH/train/<class>/<image>.png|jpg|jpeg|bmp|gif|tif|tiff|webp

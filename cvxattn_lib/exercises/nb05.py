@@ -111,6 +111,23 @@ def _test_ce_bound(fn) -> tuple[bool, str]:
                   "both seen)")
 
 
+def _test_linear_reference(fn) -> tuple[bool, str]:
+    r"""The smallest beta at which W = 0 minimises :math:`\sum_i\mathrm{CE}(\phi_i^\top W,y_i)+\beta\|W\|_*`,
+    against :func:`cvxattn_lib.cifar.compare.linear_reference`, on problems with and without every
+    class present."""
+    from ..cifar.compare import linear_reference
+
+    rng = np.random.default_rng(11)
+    for n, p, c in [(10, 3, 3), (7, 5, 4), (20, 2, 6), (5, 4, 2)]:
+        Phi = rng.standard_normal((n, p))
+        labels = rng.integers(0, c, size=n)
+        ok, message = close(fn(Phi.copy(), labels.copy(), c), linear_reference(Phi, labels, c),
+                            what=f"the reference for n={n}, p={p}, c={c}")
+        if not ok:
+            return ok, message
+    return True, "your reference equals the library's on four problems (some with absent classes)"
+
+
 EXERCISES: dict[str, Exercise] = {
     "05.chance_top5": number(_chance_top5, "a random ranking puts the true class among its first 5 "
                                "of 100 with probability 5/100"),
@@ -125,7 +142,10 @@ EXERCISES: dict[str, Exercise] = {
     "05.recover_heads": implement(_test_recover_heads, "SVD Z = U S V^T, keep the r non-zero singular "
                                     "values; head j: vec(W1_j) = sqrt(s_j) u_j, vec(W2_j) = sqrt(s_j) v_j "
                                     "(row-major reshape)"),
+    "05.linear_reference": implement(_test_linear_reference, "at W = 0 the softmax is uniform: the gradient "
+                                     "of the loss is Phi^T (1/c - E); W = 0 is optimal iff its spectral norm "
+                                     "is at most beta (the dual norm of the nuclear norm)"),
 }
 
 #: the exercises that ask to derive, implement or predict-then-test
-DEEP = ("05.ce_bound", "05.beta_zero", "05.recovered_params", "05.recover_heads")
+DEEP = ("05.ce_bound", "05.beta_zero", "05.recovered_params", "05.recover_heads", "05.linear_reference")

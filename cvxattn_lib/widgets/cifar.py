@@ -66,13 +66,14 @@ class TokenGroupExplorer(Explorer):
     """An image picker (``Dropdown``) for the token groups of the attention (and gated-ReLU MLP)
     heads, drawn over the patch grid of the image.  ``images`` uint8 (n, 3, H, W), ``X_grid``
     (n, s, d) their reduced tokens on the full grid, ``models`` head -> trained model (from
-    ``cal.cifar.explore.group_models``), ``class_names`` to label the picker.  ``last`` holds
+    ``cal.cifar.explore.group_models``), ``class_names`` to label the picker, ``underlay`` as in
+    ``cal.cifar.explore.plot_token_groups``.  ``last`` holds
     ``index``, ``groups`` (head -> number of groups) and ``figure_sha1``."""
 
     css_class = "cvxattn-cifar-token-explorer"
 
     def __init__(self, images, X_grid, models: dict, labels=None, class_names=None, K: int = 4,
-                 index: int = 0, n_choices: int = 12, seed: int = 0):
+                 index: int = 0, n_choices: int = 12, seed: int = 0, underlay: bool = True):
         from ..cifar import explore
 
         self.images, self.X_grid, self.models = np.asarray(images), X_grid, dict(models)
@@ -81,7 +82,7 @@ class TokenGroupExplorer(Explorer):
                              "same images")
         if not self.models:
             raise ValueError(f"models is empty; pass trained heads among {', '.join(explore.GROUP_HEADS)}")
-        self.K, self.seed = K, seed
+        self.K, self.seed, self.underlay = K, seed, bool(underlay)
         n = min(int(n_choices), len(self.images))
         names = [f"test image {i}" + ("" if labels is None or class_names is None
                                       else f" ({class_names[int(labels[i])]})") for i in range(n)]
@@ -99,7 +100,7 @@ class TokenGroupExplorer(Explorer):
         from ..cifar import explore
 
         groups = self.groups(int(index))
-        fig = explore.plot_token_groups(self.images[index], groups,
+        fig = explore.plot_token_groups(self.images[index], groups, underlay=self.underlay,
                                         title=f"token groups of test image {index} (K = {self.K} per head)")
         return fig, {"groups": {h: int(len(np.unique(g))) for h, g in groups.items()}}
 
