@@ -48,8 +48,9 @@ def test_reference_beta_of_each_kind_of_head():
     ref, _ = C.reference_beta("mlp_gated_relu", X, y, 3, seed=2, solver_options={"n_gates": 5})
     want = solvers.beta_max("mlp", pooled(X), y, n_gates=5, seed=2, loss="cross_entropy")
     assert ref == pytest.approx(want, rel=1e-12)
-    assert C.reference_beta("linear_flat", X, y, 3)[0] == pytest.approx(
-        C.linear_reference(X.reshape(len(y), -1), y, 3), rel=1e-12)
+    X32 = X.astype(np.float32).astype(np.float64)  # the linear heads see float32 features
+    assert C.reference_beta("linear_flat", X32, y, 3)[0] == pytest.approx(
+        C.linear_reference(X32.reshape(len(y), -1), y, 3), rel=1e-12)
     lin = C.reference_beta("linear", X, y, 3)[0]
     assert C.reference_beta("attention_softmax", X, y, 3) == (lin, "that of linear")
     gated = C.reference_beta("mlp_gated_relu", X, y, 3, seed=1)[0]

@@ -75,7 +75,7 @@ def parse_backbone(spec: str) -> tuple[str, str | None, str]:
 #: the full-scale job (README, notebook 05 and ``train --help`` give this one command): every head on
 #: all of CIFAR-100 on one GPU; its defaults (--reduce-dim auto --reduce-tokens auto --method auto)
 #: pick per head the features and solver that fit (see ``train --plan``)
-FULL_COMMAND = "python -m cvxattn_lib.cifar train --heads all --betas 1e-3,1e-2,1e-1 --device cuda"
+FULL_COMMAND = "python -m cvxattn_lib.cifar train --heads all --beta-fractions 0.01,0.1,0.5 --device cuda"
 
 #: (tokens, features) of backbones whose shape is known without running them (for ``train --plan``);
 #: CIFAR ResNet stages on 32 x 32 images
