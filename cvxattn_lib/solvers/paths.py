@@ -1,0 +1,335 @@
+r"""Regularisation paths: the optimum of a convex program over a grid of β, each certified.
+
+Algorithm (the glmnet / scikit-learn ``lasso_path`` pattern):
+
+1. :math:`\beta_{\max}=\max_j\|\mathcal{A}_j^*(\nabla L(0))\|_2`, the smallest β at which
+   :math:`Z=0` is optimal (:func:`.certify.beta_max`); every grid point at or above it has
+   :math:`Z^\star=0`, certified without iterating;
+2. the grid is walked from large β to small; each point starts FISTA (:func:`.fista.fista`) from the
+   previous point's solution (a warm start: neighbouring optima are close, so few iterations are
+   needed) and stops at the certified relative gap ``tol``;
+3. each solution is returned as the fit of the matching ``cal.convex`` program
+   (:class:`~cvxattn_lib.convex.attention.AttentionFit`, ``MixerFit``, ``FNOFit``, ``MLPFit``), whose
+   float64 weak-duality certificate (recomputed from the data, not taken from the solver) gives the
+   certified gap of what is drawn.
+
+The exact ReLU program of a two-layer network (``kind='mlp', activation='relu'``) has cone
+constraints that these proximal solvers do not handle; its path is solved with CVXPY, one
+parameterised program (β a ``Parameter``, compiled once) solved at each grid point.  Clarabel, the
+solver the collection uses, has no warm start, so each point costs one solve: the on-disk cache is
+what makes it cheap the second time.
+
+Paths are cached on disk (``cache=True``: under ``data/cache/paths/``, keyed by a SHA-1 of the data,
+gates, grid and options, written atomically) and loaded instead of recomputed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from ..validation import choice, positive_scalar, seed_value
+from .heads import HEADS
+
+PATH_VERSION = 1  # bump when what a cached path holds, or how it is computed, changes
+KINDS = ("mlp", "self_attention", "mixer", "fno")
+
+
+@dataclass
+class RegularisationPath:
+    """Optima over a β grid, ascending.  ``fits[k]`` is the ``cal.convex`` fit at ``betas[k]``
+    (``value``, ``certificate()``, ``weights()``, ...); ``values``, ``lower_bounds`` and
+    ``rel_gaps`` are its float64 certificate; ``iterations`` the solver's iterations there (0 for
+    Z = 0 at or above ``beta_max``); ``seconds`` the time each point took (0 when loaded)."""
+
+    kind: str
+    activation: str
+    loss: str
+    method: str  # "fista" (torch) or "cvxpy" (the exact ReLU program)
+    betas: np.ndarray
+    values: np.ndarray
+    lower_bounds: np.ndarray
+    rel_gaps: np.ndarray
+    iterations: np.ndarray
+    seconds: np.ndarray
+    beta_max: float
+    fits: list = field(repr=False)
+    device: str = "cpu"
+    cached: bool = False  # loaded from the on-disk cache
+    cache_file: str | None = None
+    wall_time: float = 0.0
+
+    def index(self, beta: float, rtol: float = 1e-6) -> int | None:
+        """Position of ``beta`` in the grid (relative tolerance ``rtol``), or None if off the grid."""
+        beta = float(beta)
+        k = int(np.argmin(np.abs(np.log(self.betas) - np.log(beta))))
+        return k if abs(self.betas[k] - beta) <= rtol * beta else None
+
+    def fit(self, beta: float):
+        """The fit at grid point ``beta``; a ``KeyError`` naming the grid if it is not on it."""
+        k = self.index(beta)
+        if k is None:
+            raise KeyError(f"beta={beta:g} is not on the path's grid ({len(self.betas)} values from "
+                           f"{self.betas[0]:.3g} to {self.betas[-1]:.3g})")
+        return self.fits[k]
+
+    def nearest(self, beta: float):
+        """The fit at the grid point nearest to ``beta`` on a log scale (a warm start)."""
+        return self.fits[int(np.argmin(np.abs(np.log(self.betas) - np.log(float(beta)))))]
+
+
+def log_grid(low: float, high: float, step: float) -> np.ndarray:
+    """The positions of a base-10 log slider from ``low`` to ``high`` in exponent steps ``step``:
+    ``10 ** (log10(low) + k step)``, ascending (what ``ipywidgets.FloatLogSlider`` can take)."""
+    lo, hi = np.log10(positive_scalar("low", low)), np.log10(positive_scalar("high", high))
+    step = positive_scalar("step", step)
+    if hi < lo:
+        raise ValueError(f"high ({high:g}) must be >= low ({low:g})")
+    k = int(np.floor((hi - lo) / step + 1e-9))
+    return 10.0 ** (lo + step * np.arange(k + 1))
+
+
+# -- the cache -----------------------------------------------------------------------------------
+def _digest(*parts) -> str:
+    h = hashlib.sha1()
+    for p in parts:
+        if isinstance(p, np.ndarray):
+            a = np.ascontiguousarray(p)
+            h.update(f"{a.dtype.str}{a.shape}".encode())
+            h.update(a.tobytes())
+        else:
+            h.update(json.dumps(p, sort_keys=True, default=str).encode())
+        h.update(b"|")
+    return h.hexdigest()
+
+
+def cache_dir() -> Path:
+    """Where paths are cached: ``<data root>/cache/paths`` (``cal.data_root()``)."""
+    from ..runtime import data_root
+
+    return data_root() / "cache" / "paths"
+
+
+def _save(file: Path, arrays: dict) -> None:
+    """``np.savez`` through a temporary file in the same folder and ``os.replace`` (atomic)."""
+    file.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=file.name + ".", suffix=".tmp", dir=file.parent)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            np.savez(fh, **arrays)
+        os.replace(tmp, file)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+# -- converting a torch solution into the cal.convex fit -------------------------------------------
+def _builder(kind, X, Y, activation, gates, loss):
+    """A function (beta, Z list, meta) -> the ``cal.convex`` fit of this program."""
+    from ..convex import attention as catt
+    from ..convex import fno as cfno
+    from ..convex import mixer as cmix
+    from ..convex.mlp import MLPFit
+
+    if kind == "mlp":
+        from ..validation import targets
+
+        Yf, c = targets(Y, X.shape[0], loss)
+        D, G = gates
+
+        def make(beta, Z, status, solver):
+            return MLPFit(activation=activation, loss=loss, beta=float(beta), X=X, Y=Yf, D=D, G=G,
+                          Z=Z, solver_value=float("nan"), status=status, solver=solver)
+        return make
+    X3, Yf, c = catt._check(X, Y, loss)
+    n, s, d = X3.shape
+    if kind == "fno":
+        def make(beta, Z, status, solver):
+            return cfno.FNOFit(mixing=activation, loss=loss, beta=float(beta), shape=(n, s, d, c),
+                               X=X3, Y=Yf, Z=Z, solver_value=float("nan"), status=status,
+                               solver=solver)
+        return make
+    if kind == "self_attention":
+        G = np.zeros((0, d, d)) if activation == "linear" else gates
+        designs = ([catt.design(X3, None)] if activation == "linear"
+                   else [catt.design(X3, M) for M in catt.attention_masks(X3, G)])
+        cls = catt.AttentionFit
+    else:
+        G = np.zeros((0, s, s)) if activation == "linear" else gates
+        designs = ([cmix.mixer_design(X3, None)] if activation == "linear"
+                   else [cmix.mixer_design(X3, M) for M in cmix.mixer_masks(X3, G)])
+        cls = cmix.MixerFit
+
+    def make(beta, Z, status, solver):
+        return cls(activation=activation, loss=loss, beta=float(beta), shape=(n, s, d, c), Y=Yf,
+                   designs=designs, gates=G, Z=Z, solver_value=float("nan"), status=status,
+                   solver=solver)
+    return make
+
+
+def _head_gates(head, kind):
+    if kind == "mlp":
+        X, Y, D, G, c = head._np
+        return D, G
+    return head.G
+
+
+# -- the path ------------------------------------------------------------------------------------
+def regularisation_path(kind: str, X, Y, betas=None, n_betas: int = 20, eps: float = 1e-3,
+                        activation: str | None = None, gates=None, n_gates=None, seed: int = 0,
+                        loss: str = "squared", device=None, tol: float = 1e-7,
+                        max_iter: int = 20000, warm_start: bool = True, cache: bool = True,
+                        progress: bool = True, status: Callable[[str], None] | None = None,
+                        desc: str | None = None) -> RegularisationPath:
+    """The certified optima of a convex head over a β grid, from large β (Z = 0) down.
+
+    ``kind``, ``X``, ``Y``, ``activation``, ``gates``, ``n_gates``, ``seed``, ``loss`` as
+    :func:`cal.solvers.fit_head` (the same programs as ``cal.convex.fit_*``, same gates for the same
+    seed); ``kind='mlp', activation='relu'`` is the exact cone-constrained ReLU program, solved with
+    CVXPY (see the module).  ``betas``: the grid (any order, positive); default ``n_betas`` values
+    log-spaced from ``eps`` beta_max to beta_max.  ``tol``: the certified relative gap at which FISTA
+    stops at each point; ``warm_start=False`` starts every point from Z = 0 (for comparison).
+    ``cache``: load from / save to :func:`cache_dir`, keyed by the data and every option.
+    ``progress`` shows a tqdm bar; ``status(text)`` is called before each point (a widget's status
+    line).  Returns a :class:`RegularisationPath` (ascending β).
+    """
+    kind = choice("kind", kind, KINDS)
+    loss = choice("loss", loss, ("squared", "cross_entropy"))
+    seed = seed_value("seed", seed)
+    tol = positive_scalar("tol", tol)
+    activation = HEADS[kind].DEFAULT_ACTIVATION if activation is None else activation
+    t0 = time.perf_counter()
+    relu = kind == "mlp" and activation == "relu"
+    if relu:
+        from ..convex.mlp import MLPProgram
+
+        program = MLPProgram(X, Y, "relu", gates=gates, n_gates=n_gates, seed=seed, loss=loss)
+        Xa, head, dev, meta_gates = program.X, None, "cpu", (program.D, program.G)
+    else:
+        from ..runtime import device as pick_device
+
+        dev = pick_device(device)
+        head = HEADS[kind].build(X, Y, activation, gates, n_gates, seed, loss, dev, torch.float64)
+        Xa, meta_gates = head._np[0], _head_gates(head, kind)
+    Ya = np.asarray(Y)
+    if betas is None:
+        bmax = _beta_max(head, program if relu else None)
+        if bmax <= 0:
+            raise ValueError("beta_max is 0 for this data (Z = 0 is optimal at every beta); pass betas")
+        betas = bmax * np.logspace(np.log10(positive_scalar("eps", eps)), 0.0, int(n_betas))
+    grid = np.sort(np.array([positive_scalar("betas", b) for b in np.ravel(betas)], float))
+    if grid.size == 0:
+        raise ValueError("betas must hold at least one value")
+    gate_arrays = [np.asarray(g) for g in (meta_gates if kind == "mlp" else (meta_gates,))
+                   if g is not None]
+    key = _digest(PATH_VERSION, kind, activation, loss, seed, tol, max_iter, bool(warm_start),
+                  "cvxpy" if relu else "fista", Xa, Ya, grid, *gate_arrays)
+    file = cache_dir() / f"{kind}-{activation}-{key[:20]}.npz" if cache else None
+    make = _builder(kind, Xa, Ya, activation, meta_gates, loss)
+    if file is not None and file.is_file():
+        try:
+            return _load(file, kind, activation, loss, make, str(dev), t0)
+        except (OSError, ValueError, KeyError):
+            pass  # a damaged cache file is recomputed and overwritten
+    order = np.argsort(-grid)  # large beta first
+    fits = [None] * grid.size
+    iters, secs = np.zeros(grid.size, int), np.zeros(grid.size)
+    bmax = np.nan
+    bar = tqdm(order, desc=desc or f"path {kind} ({activation})", disable=not progress, leave=False)
+    if relu:
+        bmax = _beta_max(None, program)
+        for done, k in enumerate(bar):
+            if status is not None:
+                status(f"solving β = {grid[k]:.3g} ({done + 1} of {grid.size}) with CVXPY")
+            t = time.perf_counter()
+            fit = program.fit(float(grid[k]))
+            secs[k] = time.perf_counter() - t
+            fits[k] = make(grid[k], fit.Z, fit.status, fit.solver)
+        method = "cvxpy"
+    else:
+        from . import certify as cert
+        from .fista import fista
+
+        bmax = float(cert.beta_max(head).value)
+        Zt = None
+        for done, k in enumerate(bar):
+            if status is not None:
+                status(f"solving β = {grid[k]:.3g} ({done + 1} of {grid.size}), warm-started")
+            t = time.perf_counter()
+            out = fista(head, float(grid[k]), max_iter=max_iter, tol=tol, progress=False,
+                        head64=head, Z0=Zt if warm_start else None)
+            secs[k] = time.perf_counter() - t
+            iters[k] = out["iterations"]
+            Zt = out["Zt"]
+            fits[k] = make(grid[k], _convex_Z(head, Zt), "converged" if out["converged"]
+                           else "max_iter", "fista")
+            bar.set_postfix(beta=f"{grid[k]:.3g}", it=out["iterations"])
+        method = "fista"
+    path = _assemble(kind, activation, loss, method, grid, fits, iters, secs, bmax, str(dev), t0)
+    if file is not None:
+        arrays = {"betas": grid, "iterations": iters, "seconds": secs,
+                  "beta_max": np.array(bmax), "method": np.array(method)}
+        for k, fit in enumerate(fits):
+            for j, z in enumerate(fit.Z):
+                arrays[f"z{k}_{j}"] = np.asarray(z)
+            arrays[f"nz{k}"] = np.array(len(fit.Z))
+            arrays[f"status{k}"] = np.array(fit.status)
+        _save(file, arrays)
+        path.cache_file = str(file)
+    return path
+
+
+def _beta_max(head, program) -> float:
+    """beta_max of a torch head, or of the ReLU program: the largest group norm of the cone
+    projections of X^T D_j y (arrangements.relu_dual_norm at the residual -y)."""
+    if program is not None:
+        from .. import arrangements
+
+        return float(arrangements.relu_dual_norm(program.X, -program.Y[:, 0], program.D))
+    from . import certify as cert
+
+    return float(cert.beta_max(head).value)
+
+
+def _convex_Z(head, Zt) -> list[np.ndarray]:
+    """The torch solution as the ``cal.convex`` fit's list of lifted matrices (float64 numpy; real
+    at the self-conjugate modes of the spectral FNO head)."""
+    Z = Zt.detach().to(torch.complex128 if Zt.is_complex() else torch.float64).cpu().numpy()
+    if not head.complex:
+        return [np.array(z, copy=True) for z in Z]
+    from ..nonconvex.mixer import self_conjugate
+
+    return [z.real.copy() if sc else z.copy() for z, sc in zip(Z, self_conjugate(head.s))]
+
+
+def _assemble(kind, activation, loss, method, grid, fits, iters, secs, bmax, dev, t0):
+    certs = [f.certificate() for f in fits]
+    return RegularisationPath(kind=kind, activation=activation, loss=loss, method=method, betas=grid,
+                              values=np.array([c["value"] for c in certs]),
+                              lower_bounds=np.array([c["lower_bound"] for c in certs]),
+                              rel_gaps=np.array([c["rel_gap"] for c in certs]),
+                              iterations=np.asarray(iters), seconds=np.asarray(secs),
+                              beta_max=float(bmax), fits=fits, device=dev,
+                              wall_time=time.perf_counter() - t0)
+
+
+def _load(file, kind, activation, loss, make, dev, t0) -> RegularisationPath:
+    with np.load(file, allow_pickle=False) as f:
+        grid = f["betas"]
+        fits = [make(b, [f[f"z{k}_{j}"] for j in range(int(f[f"nz{k}"]))], str(f[f"status{k}"]),
+                     str(f["method"]) + " (cached)") for k, b in enumerate(grid)]
+        path = _assemble(kind, activation, loss, str(f["method"]), grid, fits, f["iterations"],
+                         np.zeros(grid.size), float(f["beta_max"]), dev, t0)
+    path.cached, path.cache_file = True, str(file)
+    return path
+
