@@ -56,7 +56,7 @@ def test_path_equals_cvxpy_at_each_beta(case):
     X, Y = make_data()
     path = cal.solvers.regularisation_path(kind, X, Y, n_betas=4, eps=1e-2, activation=activation,
                                            n_gates=n_gates, progress=False, cache=False)
-    assert path.method == ("cvxpy" if activation == "relu" else "fista")
+    assert path.method == {"relu": "cvxpy", "spectral": "fista"}.get(activation, "admm")
     assert np.all(np.diff(path.betas) > 0)
     assert path.betas[-1] == pytest.approx(path.beta_max, rel=1e-12)  # the default grid ends there
     for k, beta in enumerate(path.betas):
@@ -86,6 +86,19 @@ def test_warm_start_reaches_the_cold_optimum_in_fewer_iterations():
         bound = max(warm.values[k] - cold.lower_bounds[k], cold.values[k] - warm.lower_bounds[k])
         assert abs(warm.values[k] - cold.values[k]) <= bound + ROUND * cold.values[k]
     assert warm.iterations.sum() < cold.iterations.sum()
+
+
+def test_admm_and_fista_reach_the_same_optima():
+    X, Y = toy_tokens()
+    opts = dict(n_betas=4, eps=1e-2, progress=False, cache=False)
+    admm = cal.solvers.regularisation_path("mixer", X, Y, **opts)
+    fista = cal.solvers.regularisation_path("mixer", X, Y, solver="fista", **opts)
+    assert (admm.method, fista.method) == ("admm", "fista")
+    for k in range(len(admm.betas)):
+        bound = max(admm.values[k] - fista.lower_bounds[k], fista.values[k] - admm.lower_bounds[k])
+        assert abs(admm.values[k] - fista.values[k]) <= bound + ROUND * fista.values[k]
+    with pytest.raises(ValueError, match="solver='admm'"):
+        cal.solvers.regularisation_path("fno", X, Y, activation="spectral", solver="admm", **opts)
 
 
 def test_cache_gives_back_the_same_path(tmp_path):
@@ -122,7 +135,8 @@ def test_grid_lookup_and_log_grid():
 
 @pytest.mark.parametrize("kwargs,match", [
     (dict(kind="nope"), "kind"), (dict(betas=[0.1, -1.0]), "betas"), (dict(tol=0.0), "tol"),
-    (dict(betas=[]), "betas"), (dict(loss="hinge"), "loss")])
+    (dict(betas=[]), "betas"), (dict(loss="hinge"), "loss"),
+    (dict(solver="newton"), "solver")])
 def test_bad_input_names_the_argument(kwargs, match):
     X, Y = toy_tokens()
     args = dict(kind="mixer", X=X, Y=Y, betas=[0.1], progress=False, cache=False) | kwargs
