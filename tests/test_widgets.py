@@ -35,7 +35,7 @@ def data():
 @pytest.fixture
 def explorer(data):
     X, y = data
-    return cal.widgets.mlp_beta_explorer(X, y, progress=False)
+    return cal.widgets.mlp_beta_explorer(X, y, progress=False, prerender=False)
 
 
 def test_explorer_is_drawn_at_the_default_beta(explorer):
@@ -90,7 +90,7 @@ def test_the_path_covers_every_slider_position_and_is_cached(explorer, data):
     np.testing.assert_allclose(np.log10(grid), s.min + s.step * np.arange(len(grid)), atol=1e-12)
     assert np.all(explorer.path.rel_gaps < 1e-6)
     X, y = data
-    again = cal.widgets.mlp_beta_explorer(X, y, progress=False)
+    again = cal.widgets.mlp_beta_explorer(X, y, progress=False, prerender=False)
     assert again.path.cached and again.path.cache_file == explorer.path.cache_file
     np.testing.assert_array_equal(again.path.values, explorer.path.values)
 

@@ -22,7 +22,7 @@ def data_root(tmp_path_factory):
 @pytest.fixture(scope="module")
 def rank_explorer():
     X, Y, _ = cl.planted_clusters(n=8, s=4, d=2, K=2, seed=0)
-    return cal.widgets.attention_rank_explorer(X, Y, beta=0.1, progress=False)
+    return cal.widgets.attention_rank_explorer(X, Y, beta=0.1, progress=False, prerender=False)
 
 
 def test_rank_explorer_tracks_the_rank_of_z(rank_explorer):
@@ -48,8 +48,22 @@ def test_rank_explorer_tracks_the_rank_of_z(rank_explorer):
     assert len(e.path.betas) == 41 and np.all(e.path.rel_gaps < 1e-6)
 
 
+def test_prerendered_explorer_moves_swap_images():
+    """With prerender (the default) every slider position's PNG exists after construction: a move
+    renders nothing, and the image is the one a render on first visit gives."""
+    X, Y, _ = cl.planted_clusters(n=8, s=4, d=2, K=2, seed=0)
+    e = cal.widgets.attention_rank_explorer(X, Y, beta=0.1, progress=False)
+    lazy = cal.widgets.attention_rank_explorer(X, Y, beta=0.1, progress=False, prerender=False)
+    assert e.renders == len(e.grid) == 41 and lazy.renders == 1
+    for beta in (10.0, 1e-3, 0.1):
+        e.slider.value = lazy.slider.value = beta
+        assert e.renders == 41 and e.last["figure_sha1"] == lazy.last["figure_sha1"]
+    e.slider.value = 10 ** (-1 + 1e-12)  # a browser's value, off numpy's grid by round-off
+    assert e.last["beta"] == 0.1 and e.renders == 41
+
+
 def test_clustering_explorer_resolves_on_each_control():
-    e = cal.widgets.clustering_explorer(n=10, s=6, K=3, n_gates=4, beta=0.1, progress=False)
+    e = cal.widgets.clustering_explorer(n=10, s=6, K=3, n_gates=4, beta=0.1, progress=False, prerender=False)
     assert list(e.paths) == [(4, 0.1)]  # the opening setting's path, computed at construction
     assert e.draws == 1
     assert all(c.continuous_update is False for c in e.controls)

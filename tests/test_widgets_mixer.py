@@ -37,7 +37,7 @@ def data():
 
 @pytest.fixture
 def explorer(data):
-    return cal.widgets.mixer_beta_explorer(*data, beta=BETA0, progress=False)
+    return cal.widgets.mixer_beta_explorer(*data, beta=BETA0, progress=False, prerender=False)
 
 
 def test_explorer_is_drawn_at_the_default_beta(explorer, data):
@@ -178,7 +178,7 @@ def test_inaccurate_first_solves_are_recorded_not_printed(data, monkeypatch):
         return real(*args, **kwargs)
 
     monkeypatch.setattr(wm, "fit_mixer", noisy_fit_mixer)
-    explorer = cal.widgets.mixer_beta_explorer(*data, beta=BETA0, progress=False)
+    explorer = cal.widgets.mixer_beta_explorer(*data, beta=BETA0, progress=False, prerender=False)
     assert explorer.last["retried"] == ()  # on the slider's grid: from the paths, no CVXPY
     with warnings.catch_warnings(record=True) as shown:
         warnings.simplefilter("always")

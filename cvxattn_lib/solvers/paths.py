@@ -255,14 +255,17 @@ def regularisation_path(kind: str, X, Y, betas=None, n_betas: int = 20, eps: flo
     bmax = np.nan
     bar = tqdm(order, desc=desc or f"path {kind} ({activation})", disable=not progress, leave=False)
     if relu:
+        from ..mixer_tasks import quiet_solve
+
         bmax = _beta_max(None, program)
         for done, k in enumerate(bar):
             if status is not None:
                 status(f"solving β = {grid[k]:.3g} ({done + 1} of {grid.size}) with CVXPY")
             t = time.perf_counter()
-            fit = program.fit(float(grid[k]))
+            fit, retried = quiet_solve(program.fit, float(grid[k]))  # CVXPY's warning recorded
             secs[k] = time.perf_counter() - t
-            fits[k] = make(grid[k], fit.Z, fit.status, fit.solver)
+            fits[k] = make(grid[k], fit.Z, fit.status + (" (re-solved after an inaccurate first "
+                                                         "solve)" if retried else ""), fit.solver)
         method = "cvxpy"
     else:
         from . import certify as cert

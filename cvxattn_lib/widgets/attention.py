@@ -16,7 +16,7 @@ from matplotlib.ticker import MaxNLocator
 
 from .. import clustering, plots
 from ..convex import fit_self_attention
-from .base import Explorer, log_slider, slider_grid
+from .base import Explorer, log_slider, on_grid, slider_grid
 
 
 class AttentionRankExplorer(Explorer):
@@ -34,7 +34,7 @@ class AttentionRankExplorer(Explorer):
 
     def __init__(self, X, Y, beta: float = 0.1, beta_range: tuple[float, float] = (1e-3, 10.0),
                  step: float = 0.1, cache: bool = True, progress: bool = True,
-                 prerender: bool = False):
+                 prerender: bool = True):
         from ..solvers import regularisation_path
 
         self.X, self.Y = np.asarray(X, float), np.asarray(Y, float)
@@ -53,10 +53,11 @@ class AttentionRankExplorer(Explorer):
             return fit_self_attention(self.X, self.Y, beta, activation="linear")
 
         self.solve = lru_cache(maxsize=64)(fit)
-        self._start([self.slider], [{"beta": float(b)} for b in self.grid] if prerender else None)
+        self._start([self.slider], [{"beta": float(b)} for b in self.grid] if prerender else None,
+                    progress)
 
     def values(self) -> dict:
-        return {"beta": float(self.slider.value)}
+        return {"beta": on_grid(self.slider.value, self.grid)}
 
     def figure(self, beta: float):
         """Singular values of Z* at ``beta`` (also the static figure); returns ``(fig, info)``."""
@@ -81,8 +82,9 @@ class ClusteringExplorer(Explorer):
 
     The β path of the opening (gates, noise) is computed at construction; the path of another
     (gates, noise) the first time it is chosen (the status line says so while it computes), each
-    cached in memory and on disk, so a β move only draws.  β off the slider's grid is solved with
-    CVXPY.
+    cached in memory and on disk, so a β move only draws.  With ``prerender`` the figures of the
+    opening setting's β positions are rendered at construction; other settings' figures are rendered
+    on their first visit.  β off the slider's grid is solved with CVXPY.
 
     ``last``: ``beta``, ``n_gates``, ``noise``, ``ari``, ``active``, ``n_heads``, ``rel_gap``,
     ``figure_sha1``; ``paths`` maps (gates, noise) to its path.
@@ -93,7 +95,8 @@ class ClusteringExplorer(Explorer):
     def __init__(self, n: int = 30, s: int = 6, K: int = 3, values: int = 1, beta: float = 10.0,
                  n_gates: int = 16, noise: float = 0.1, seed: int = 0,
                  beta_range: tuple[float, float] = (1e-2, 1e3), max_gates: int = 16,
-                 step: float = 0.1, cache: bool = True, progress: bool = True):
+                 step: float = 0.1, cache: bool = True, progress: bool = True,
+                 prerender: bool = True):
         self.sizes, self.seed = dict(n=n, s=s, K=K, values=values), seed
         self.cache, self.progress = cache, progress
         self.paths: dict = {}
@@ -123,7 +126,10 @@ class ClusteringExplorer(Explorer):
                                    description="content noise σ", continuous_update=False,
                                    readout_format=".2f", style={"description_width": "initial"})
         self.path_for(int(n_gates), round(float(noise), 6))
-        self._start([self.slider, self.gates, self.noise])
+        opening = [{"beta": float(b), "n_gates": int(n_gates), "noise": float(noise)}
+                   for b in self.grid]
+        self._start([self.slider, self.gates, self.noise], opening if prerender else None,
+                    progress)
 
     def path_for(self, n_gates: int, noise: float):
         """The β path at these gates and noise: computed (status line and progress bar) the first
@@ -145,7 +151,7 @@ class ClusteringExplorer(Explorer):
         return self.paths[key]
 
     def values(self) -> dict:
-        return {"beta": float(self.slider.value), "n_gates": int(self.gates.value),
+        return {"beta": on_grid(self.slider.value, self.grid), "n_gates": int(self.gates.value),
                 "noise": float(self.noise.value)}
 
     def figure(self, beta: float, n_gates: int, noise: float):

@@ -5,8 +5,8 @@ control and check what changed.
 
 A move only draws: the β explorers compute the regularisation path over their slider's own
 positions when they are built (:func:`slider_grid`, :func:`cvxattn_lib.solvers.regularisation_path`),
-and each position's figure is rendered to PNG bytes once (on first visit, or all at once with
-``prerender``), so a later visit swaps an image."""
+and each position's figure is rendered to PNG bytes once (all at construction with ``prerender``,
+the default, else on first visit), so a move swaps an image."""
 
 from __future__ import annotations
 
@@ -38,9 +38,12 @@ def slider_grid(slider: W.FloatLogSlider) -> np.ndarray:
     return 10.0 ** (slider.min + slider.step * np.arange(k + 1))
 
 
-def on_grid(beta: float, grid: np.ndarray) -> float:
-    """The grid value nearest ``beta`` on a log scale (a slider value, up to its round-off)."""
-    return float(grid[int(np.argmin(np.abs(np.log(grid) - np.log(float(beta)))))])
+def on_grid(beta: float, grid: np.ndarray, rtol: float = 1e-6) -> float:
+    """The grid value within ``rtol`` of ``beta`` (a slider value computed by the browser may
+    differ from numpy's grid in the last digits), else ``beta`` itself."""
+    beta = float(beta)
+    near = float(grid[int(np.argmin(np.abs(np.log(grid) - np.log(beta))))])
+    return near if abs(near - beta) <= rtol * beta else beta
 
 
 class Explorer(W.VBox):
@@ -50,9 +53,9 @@ class Explorer(W.VBox):
 
     css_class = "cvxattn-explorer"
 
-    def _start(self, controls: list, prerender: list | None = None) -> None:
+    def _start(self, controls: list, prerender: list | None = None, progress: bool = True) -> None:
         """Lay out ``controls``, the status line and the figure, and draw.  ``prerender``: a list of
-        control-value dicts whose figures are rendered now (with a progress bar)."""
+        control-value dicts whose figures are rendered now (with a progress bar if ``progress``)."""
         self.controls = controls
         if not hasattr(self, "status"):
             self.status = W.HTML()
@@ -65,13 +68,29 @@ class Explorer(W.VBox):
         if prerender:
             from tqdm.auto import tqdm
 
-            for values in tqdm(prerender, desc="rendering figures", leave=False):
+            for values in tqdm(prerender, desc="rendering figures", leave=False,
+                               disable=not progress):
                 self._render(values)
         super().__init__([*controls, self.status, self.output])
         self.add_class(self.css_class)
         for control in controls:
             control.observe(self.output.capture(clear_output=False)(self._on_change), names="value")
         self._redraw()
+
+    def path_summary(self) -> str:
+        """One line per regularisation path the explorer holds: positions, β range, solver, whether
+        it was loaded from the on-disk cache or computed (and how long that took), largest
+        certified relative gap."""
+        paths = getattr(self, "paths", None) or {"": self.path}
+        lines = []
+        for key, p in paths.items():
+            name = key if isinstance(key, str) else f"P = {key[0]}, σ = {key[1]:g}"
+            how = ("loaded from the on-disk cache" if p.cached
+                   else f"computed in {p.wall_time:.1f} s")
+            lines.append(f"β path{' (' + name + ')' if name else ''}: {len(p.betas)} slider "
+                         f"positions from {p.betas[0]:.3g} to {p.betas[-1]:.3g}, solver {p.method}, "
+                         f"{how}; largest certified relative gap {p.rel_gaps.max():.1e}")
+        return "\n".join(lines)
 
     def values(self) -> dict:
         """The current control values, by the name each control is stored under."""

@@ -24,7 +24,7 @@ import numpy as np
 from ..convex import fit_fno, fit_mixer
 from ..convex.attention import _check
 from ..mixer_tasks import quiet_solve
-from .base import Explorer, log_slider, slider_grid
+from .base import Explorer, log_slider, on_grid, slider_grid
 
 NAMES = {"mixer": "bilinear mixing (Mixer-style)", "circulant": "circular convolution (shared kernels)",
          "spectral": "two-layer per-mode map (AFNO-like)"}  # display names
@@ -63,7 +63,7 @@ class MixerExplorer(Explorer):
 
     def __init__(self, X, Y, beta: float = 0.1, beta_range: tuple[float, float] = (1e-3, 10.0),
                  rank_rtol: float = 1e-5, step: float = 0.1, cache: bool = True,
-                 progress: bool = True, prerender: bool = False):
+                 progress: bool = True, prerender: bool = True):
         from ..solvers import regularisation_path
 
         X, Yf, c = _check(X, Y, "squared")
@@ -80,7 +80,8 @@ class MixerExplorer(Explorer):
                                              ("spectral", "fno", "spectral")]}
         self.off_grid_solves = 0
         self.solve = lru_cache(maxsize=64)(self._solve)
-        self._start([self.slider], [{"beta": float(b)} for b in self.grid] if prerender else None)
+        self._start([self.slider], [{"beta": float(b)} for b in self.grid] if prerender else None,
+                    progress)
 
     def _solve(self, beta: float) -> dict:
         """The three fits at ``beta``: ``{'mixer', 'circulant', 'spectral'}``, and ``'retried'``.
@@ -103,7 +104,7 @@ class MixerExplorer(Explorer):
         return fits | {"retried": tuple(retried)}
 
     def values(self) -> dict:
-        return {"beta": float(self.slider.value)}
+        return {"beta": on_grid(self.slider.value, self.grid)}
 
     def spectra(self, beta: float) -> dict:
         """Singular values at ``beta``: ``mixer`` and ``circulant`` (descending), ``spectral`` a

@@ -9,7 +9,7 @@ import numpy as np
 
 from .. import plots
 from ..convex import MLPProgram
-from .base import Explorer, log_slider, slider_grid
+from .base import Explorer, log_slider, on_grid, slider_grid
 
 
 class BetaExplorer(Explorer):
@@ -33,7 +33,7 @@ class BetaExplorer(Explorer):
     def __init__(self, X, y, activation: str = "relu", beta: float = 0.1,
                  beta_range: tuple[float, float] = (1e-3, 10.0), gates=None, n_gates=None,
                  seed: int = 0, step: float = 0.1, cache: bool = True, progress: bool = True,
-                 prerender: bool = False):
+                 prerender: bool = True):
         from ..solvers import regularisation_path
 
         self.X, self.y = np.asarray(X, float), np.asarray(y, float)
@@ -47,7 +47,8 @@ class BetaExplorer(Explorer):
                                         desc="β path (notebook 01)")
         self.off_grid_solves = 0
         self.solve = lru_cache(maxsize=64)(self._solve)
-        self._start([self.slider], [{"beta": float(b)} for b in self.grid] if prerender else None)
+        self._start([self.slider], [{"beta": float(b)} for b in self.grid] if prerender else None,
+                    progress)
 
     def _solve(self, beta: float):
         k = self.path.index(beta)
@@ -57,7 +58,7 @@ class BetaExplorer(Explorer):
         return self.program.fit(beta)
 
     def values(self) -> dict:
-        return {"beta": float(self.slider.value)}
+        return {"beta": on_grid(self.slider.value, self.grid)}
 
     def figure(self, beta: float):
         """The decision-boundary figure at ``beta`` (also usable as a static figure); returns
