@@ -56,7 +56,7 @@ def test_path_equals_cvxpy_at_each_beta(case):
     X, Y = make_data()
     path = cal.solvers.regularisation_path(kind, X, Y, n_betas=4, eps=1e-2, activation=activation,
                                            n_gates=n_gates, progress=False, cache=False)
-    assert path.method == {"relu": "cvxpy", "spectral": "fista"}.get(activation, "admm")
+    assert path.method == ("cvxpy" if activation == "relu" else "admm")
     assert np.all(np.diff(path.betas) > 0)
     assert path.betas[-1] == pytest.approx(path.beta_max, rel=1e-12)  # the default grid ends there
     for k, beta in enumerate(path.betas):
@@ -97,8 +97,14 @@ def test_admm_and_fista_reach_the_same_optima():
     for k in range(len(admm.betas)):
         bound = max(admm.values[k] - fista.lower_bounds[k], fista.values[k] - admm.lower_bounds[k])
         assert abs(admm.values[k] - fista.values[k]) <= bound + ROUND * fista.values[k]
+    labels = np.arange(len(X)) % 2  # cross-entropy has no Gram form: FISTA only
     with pytest.raises(ValueError, match="solver='admm'"):
-        cal.solvers.regularisation_path("fno", X, Y, activation="spectral", solver="admm", **opts)
+        cal.solvers.regularisation_path("mixer", X, labels, loss="cross_entropy", solver="admm", **opts)
+    ce = cal.solvers.regularisation_path("mixer", X, labels, loss="cross_entropy", **opts)
+    assert ce.method == "fista" and np.all(ce.rel_gaps <= 1e-7)
+    spectral = {m: cal.solvers.regularisation_path("fno", X, Y, activation="spectral", solver=m, **opts)
+                for m in ("admm", "fista")}
+    np.testing.assert_allclose(spectral["admm"].values, spectral["fista"].values, rtol=2e-7)
 
 
 def test_cache_gives_back_the_same_path(tmp_path):

@@ -276,24 +276,31 @@ def regularisation_path(kind: str, X, Y, betas=None, n_betas: int = 20, eps: flo
         bmax = float(cert.beta_max(head).value)
         P, p, q = head.shape
         c = head.targets(slice(0, 1)).shape[-1]
-        gram_ok = head.loss == "squared" and not head.complex and P * p * q // c <= 4096
+        spectral = kind == "fno" and activation == "spectral"
+        gram_ok = head.loss == "squared" and (spectral or not head.complex) and P * p * q // c <= 4096
         if solver == "admm" and not gram_ok:
-            raise ValueError("solver='admm' needs the Gram form (squared loss, a real head, P m <= "
-                             "4096); use solver='fista' or 'auto'")
-        quad = _Quadratic(head, None) if gram_ok and solver != "fista" else None
-        method = "admm" if quad is not None else "fista"
-        Zt, dual, eig = None, None, None
+            raise ValueError("solver='admm' needs the Gram form (squared loss, P m <= 4096); use "
+                             "solver='fista' or 'auto'")
+        form = None
+        if gram_ok and solver != "fista":
+            X3 = head._np[0]
+            form = (GramForm.spectral_fno(X3, head.Yt.detach().cpu().numpy().reshape(
+                X3.shape[0], X3.shape[1], -1)) if spectral else GramForm.of_head(_Quadratic(head, None)))
+        method = "admm" if form is not None else "fista"
+        Zt, dual = None, None
         for done, k in enumerate(bar):
             if status is not None:
                 status(f"solving β = {grid[k]:.3g} ({done + 1} of {grid.size}), warm-started")
             t = time.perf_counter()
             beta = float(grid[k])
             if beta >= bmax:  # Z = 0 is optimal: no iterations
-                Zt, it, ok = torch.zeros(head.shape, dtype=torch.float64, device=dev), 0, True
-            elif quad is not None:
-                Zt, dual, it, ok, eig = admm_quadratic(quad, beta, Z0=Zt if warm_start else None,
-                                                       dual0=dual if warm_start else None,
-                                                       tol=tol, max_iter=max_iter, eig=eig)
+                Zt, it, ok = torch.zeros(head.shape, dtype=head.zdtype(), device=dev), 0, True
+            elif form is not None:
+                W, dual, it, ok = admm_quadratic(form, beta, Z0=Zt.cpu().numpy() if warm_start
+                                                 and Zt is not None else None,
+                                                 dual0=dual if warm_start else None, tol=tol,
+                                                 max_iter=max_iter)
+                Zt = torch.as_tensor(W, device=dev)
             else:
                 out = fista(head, beta, max_iter=max_iter, tol=tol, progress=False, head64=head,
                             Z0=Zt if warm_start else None, check_every=check_every)
@@ -316,62 +323,112 @@ def regularisation_path(kind: str, X, Y, betas=None, n_betas: int = 20, eps: flo
     return path
 
 
-def admm_quadratic(quad, beta: float, Z0=None, dual0=None, tol: float = 1e-7,
-                   max_iter: int = 50000, rho: float | None = None, alpha: float = 1.6,
-                   check_every: int = 10, balance_every: int = 100, mu: float = 5.0, eig=None):
-    r"""ADMM for :math:`\min_Z\tfrac12\langle Z,HZ\rangle-\langle b,Z\rangle+\beta\sum_j\|W_j\|_*`
-    subject to Z = W (``quad``: the Gram form of a squared-loss head, :class:`.fista._Quadratic`),
-    in float64 numpy on the CPU (the Gram form is small: P m <= 4096 rows).
+class GramForm:
+    r"""A squared-loss program in Gram form, :math:`f(Z)=\tfrac12\langle Z,HZ\rangle-
+    \mathrm{Re}\langle b,Z\rangle+\tfrac12\|Y\|^2` with Z (P, p, q) flattened to (rows, c) rows,
+    H (rows, rows) Hermitian PSD, b (rows, c) (real, or complex for the spectral FNO head, whose
+    ``real`` modes must stay real), numpy float64/complex128."""
 
-    With :math:`H=Q\Lambda Q^\top` computed once (``eig`` reuses it along a path), dual
+    def __init__(self, H2, b, yy, shape, real=None):
+        self.H2, self.b, self.yy, self.shape = H2, b, float(yy), tuple(shape)
+        self.c = b.shape[1]
+        self.real = real  # (P,) booleans: blocks kept real (None: all real or no constraint)
+        self.eig = None
+
+    @classmethod
+    def of_head(cls, quad):
+        """From :class:`.fista._Quadratic` (a real head)."""
+        return cls(quad.H2.detach().cpu().numpy(), quad.b.reshape(-1, quad.c).detach().cpu().numpy(),
+                   quad.yy, quad.shape)
+
+    @classmethod
+    def spectral_fno(cls, X, Y):
+        r"""The two-layer per-mode FNO map: by Parseval (:func:`~cvxattn_lib.convex.fno.
+        spectral_blocks`) :math:`\tfrac12\|f(X)-Y\|^2=\sum_w\tfrac{\mu_w}2\|\tilde X_wR_w-\tilde Y_w\|^2`,
+        so H is block diagonal with blocks :math:`\mu_w\tilde X_w^H\tilde X_w` (d, d) and
+        :math:`b_w=\mu_w\tilde X_w^H\tilde Y_w`; the self-conjugate modes are real."""
+        from ..convex.fno import spectral_blocks
+        from ..nonconvex.mixer import self_conjugate
+
+        Xt, Yt, mu = spectral_blocks(X, Y)
+        K, n, d = Xt.shape
+        c = Yt.shape[2]
+        H2 = np.zeros((K * d, K * d), complex)
+        b = np.zeros((K * d, c), complex)
+        for w in range(K):
+            A = Xt[w]
+            H2[w * d:(w + 1) * d, w * d:(w + 1) * d] = mu[w] * A.conj().T @ A
+            b[w * d:(w + 1) * d] = mu[w] * A.conj().T @ Yt[w]
+        yy = float(sum(mu[w] * np.sum(np.abs(Yt[w]) ** 2) for w in range(K)))
+        return cls(H2, b, yy, (K, d, c), real=self_conjugate(X.shape[1]))
+
+    def rel_gap(self, W, s_nuc: float, beta: float) -> float:
+        """The weak-duality certificate of :mod:`.certify` at W from Gram quantities: residual
+        G = A(W) - Y with ||G||^2 = 2 f and <G, Y> = Re<b, W> - ||Y||^2, dual norm
+        max_j ||(HW - b)_j||_2."""
+        HW = self.H2 @ W
+        bW = float(np.real(np.vdot(self.b, W)))
+        f = 0.5 * float(np.real(np.vdot(W, HW))) - bW + 0.5 * self.yy
+        GY, GG = bW - self.yy, max(2.0 * f, 1e-300)
+        sd = float(np.linalg.norm((HW - self.b).reshape(self.shape), 2, axis=(1, 2)).max())
+        t = min(max(-GY / GG, 0.0), beta / sd if sd > 0 else np.inf)
+        value = f + beta * s_nuc
+        return (value + t * GY + 0.5 * t * t * GG) / max(abs(value), 1e-300)
+
+
+def admm_quadratic(form: GramForm, beta: float, Z0=None, dual0=None, tol: float = 1e-7,
+                   max_iter: int = 50000, rho: float | None = None, alpha: float = 1.6,
+                   check_every: int = 10, balance_every: int = 100, mu: float = 5.0):
+    r"""ADMM for :math:`\min_Z\tfrac12\langle Z,HZ\rangle-\mathrm{Re}\langle b,Z\rangle+
+    \beta\sum_j\|W_j\|_*` subject to Z = W (``form``: a :class:`GramForm`), in numpy on the CPU
+    (the Gram form is small: at most 4096 rows).
+
+    With :math:`H=Q\Lambda Q^H` computed once (kept on ``form`` along a path), dual
     :math:`\Lambda_d` and over-relaxation ``alpha`` (Boyd et al. 2011, *Distributed optimization and
     statistical learning via ADMM*), per iteration:
 
     * :math:`Z\leftarrow(H+\rho I)^{-1}(b+\rho W-\Lambda_d)`, computed as
-      :math:`Q\,\mathrm{diag}(1/(\Lambda+\rho))\,Q^\top(\cdot)`;
+      :math:`Q\,\mathrm{diag}(1/(\Lambda+\rho))\,Q^H(\cdot)`;
     * :math:`\hat Z=\alpha Z+(1-\alpha)W`;
-    * :math:`W\leftarrow\operatorname{SVT}_{\beta/\rho}(\hat Z+\Lambda_d/\rho)` (per block Z_j);
+    * :math:`W\leftarrow\operatorname{SVT}_{\beta/\rho}(\hat Z+\Lambda_d/\rho)` (per block Z_j; the
+      real part only on blocks that must stay real);
     * :math:`\Lambda_d\leftarrow\Lambda_d+\rho(\hat Z-W)`;
     * every ``balance_every`` iterations ρ is doubled when the primal residual :math:`\|Z-W\|`
       exceeds ``mu`` times the dual one :math:`\rho\|W-W_{prev}\|`, halved in the opposite case.
 
     ρ starts at β (or ``rho``).  Stops when the weak-duality certificate at W (feasible, so the
     bound holds whatever the iteration) has relative gap <= ``tol``.  Returns
-    ``(W (P, p, q) tensor, dual, iterations, converged, eig)``.
+    ``(W (P, p, q) numpy, dual, iterations, converged)``.
     """
-    H2 = quad.H2.detach().cpu().numpy()
-    b = quad.b.reshape(-1, quad.c).detach().cpu().numpy()
-    yy, shape, c = float(quad.yy), tuple(quad.shape), quad.c
-    lam_h, Q = eig if eig is not None else np.linalg.eigh(H2)
+    if form.eig is None:
+        form.eig = np.linalg.eigh(form.H2)
+    lam_h, Q = form.eig
+    Qh = Q.conj().T
+    b, shape, c = form.b, form.shape, form.c
     rho = float(rho or beta)
-    W = np.zeros_like(b) if Z0 is None else Z0.detach().cpu().numpy().reshape(-1, c).copy()
+    W = np.zeros_like(b) if Z0 is None else np.asarray(Z0).reshape(-1, c).astype(b.dtype)
     dual = np.zeros_like(b) if dual0 is None else dual0.copy()
-    it, ok, s = 0, False, None
+    it, ok = 0, False
     for it in range(1, max_iter + 1):
-        Z = Q @ ((Q.T @ (b + rho * W - dual)) / (lam_h + rho)[:, None])
+        Z = Q @ ((Qh @ (b + rho * W - dual)) / (lam_h + rho)[:, None])
         Zh = alpha * Z + (1.0 - alpha) * W
-        U, s, Vt = np.linalg.svd((Zh + dual / rho).reshape(shape), full_matrices=False)
+        V = (Zh + dual / rho).reshape(shape)
+        if form.real is not None:
+            V[form.real] = V[form.real].real
+        U, s, Vt = np.linalg.svd(V, full_matrices=False)
         s = np.maximum(s - beta / rho, 0.0)
         W_prev, W = W, ((U * s[:, None, :]) @ Vt).reshape(-1, c)
         dual = dual + rho * (Zh - W)
-        if it % check_every == 0 or it == max_iter:
-            HW = H2 @ W
-            f = 0.5 * float(np.sum(W * HW)) - float(np.sum(b * W)) + 0.5 * yy
-            GY, GG = float(np.sum(b * W)) - yy, max(2.0 * f, 1e-300)
-            sd = float(np.linalg.norm((HW - b).reshape(shape), 2, axis=(1, 2)).max())
-            t = min(max(-GY / GG, 0.0), beta / sd if sd > 0 else np.inf)
-            value = f + beta * float(s.sum())
-            if (value + t * GY + 0.5 * t * t * GG) <= tol * abs(value):
-                ok = True
-                break
+        if (it % check_every == 0 or it == max_iter) and form.rel_gap(W, float(s.sum()), beta) <= tol:
+            ok = True
+            break
         if balance_every and it % balance_every == 0:
             r, sr = np.linalg.norm(Z - W), rho * np.linalg.norm(W - W_prev)
             if r > mu * sr:
                 rho *= 2.0
             elif sr > mu * r:
                 rho /= 2.0
-    Wt = torch.as_tensor(W.reshape(shape), dtype=torch.float64, device=quad.H2.device)
-    return Wt, dual, it, ok, (lam_h, Q)
+    return W.reshape(shape), dual, it, ok
 
 
 def _beta_max(head, program) -> float:
