@@ -45,7 +45,7 @@ from tqdm.auto import tqdm
 from ..validation import choice, positive_scalar, seed_value
 from .heads import HEADS
 
-PATH_VERSION = 1  # bump when what a cached path holds, or how it is computed, changes
+PATH_VERSION = 2  # bump when what a cached path holds, or how it is computed, changes
 KINDS = ("mlp", "self_attention", "mixer", "fno")
 
 
