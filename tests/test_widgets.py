@@ -103,6 +103,16 @@ def test_numbers_at_the_default_beta_are_the_cvxpy_optimum(explorer, data):
     assert explorer.last["n_neurons"] == fit.n_neurons
 
 
+def test_zero_network_above_beta_max_is_drawn(explorer):
+    """At the top of the slider (above beta_max on this toy) the optimum is the zero network: the
+    figure says so instead of failing."""
+    top = float(explorer.grid[-1])
+    assert top > explorer.path.beta_max
+    explorer.slider.value = top
+    assert explorer.last["n_neurons"] == 0
+    assert explorer.last["value"] == pytest.approx(0.5 * np.sum(explorer.y ** 2), rel=1e-6)
+
+
 def test_off_grid_beta_is_solved(explorer):
     fit = explorer.solve(0.3)  # between slider positions: a CVXPY solve, cached
     assert explorer.off_grid_solves == 1 and explorer.solve(0.3) is fit

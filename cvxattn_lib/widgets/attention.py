@@ -84,7 +84,8 @@ class ClusteringExplorer(Explorer):
     (gates, noise) the first time it is chosen (the status line says so while it computes), each
     cached in memory and on disk, so a β move only draws.  With ``prerender`` the figures of the
     opening setting's β positions are rendered at construction; other settings' figures are rendered
-    on their first visit.  β off the slider's grid is solved with CVXPY.
+    on their first visit.  The β slider steps by ``step`` = 0.2 decades (26 positions over its five
+    decades: each figure takes about a second to render on a busy 2-core CPU).  β off the slider's grid is solved with CVXPY.
 
     ``last``: ``beta``, ``n_gates``, ``noise``, ``ari``, ``active``, ``n_heads``, ``rel_gap``,
     ``figure_sha1``; ``paths`` maps (gates, noise) to its path.
@@ -95,7 +96,7 @@ class ClusteringExplorer(Explorer):
     def __init__(self, n: int = 30, s: int = 6, K: int = 3, values: int = 1, beta: float = 10.0,
                  n_gates: int = 16, noise: float = 0.1, seed: int = 0,
                  beta_range: tuple[float, float] = (1e-2, 1e3), max_gates: int = 16,
-                 step: float = 0.1, cache: bool = True, progress: bool = True,
+                 step: float = 0.2, cache: bool = True, progress: bool = True,
                  prerender: bool = True):
         self.sizes, self.seed = dict(n=n, s=s, K=K, values=values), seed
         self.cache, self.progress = cache, progress

@@ -65,9 +65,11 @@ class BetaExplorer(Explorer):
         ``(fig, info)``."""
         fit = self.solve(round(float(beta), 12))
         fig, ax = plt.subplots(figsize=(5.2, 4.2))
-        plots.decision_boundary(fit.predict, self.X, self.y, ax=ax,
+        zero = fit.n_neurons == 0  # at or above beta_max: the zero network, f = 0 everywhere
+        plots.decision_boundary((lambda P: np.zeros(len(P))) if zero else fit.predict, self.X,
+                                self.y, ax=ax,
                                 title=f"convex {fit.activation} network, β = {beta:.3g}: "
-                                      f"{fit.n_neurons} neurons")
+                                      f"{fit.n_neurons} neurons" + (" (f = 0)" if zero else ""))
         return fig, {"value": fit.value, "n_neurons": fit.n_neurons,
                      "rel_gap": fit.certificate()["rel_gap"]}
 
