@@ -85,7 +85,8 @@ class ClusteringExplorer(Explorer):
     cached in memory and on disk, so a β move only draws.  With ``prerender`` the figures of the
     opening setting's β positions are rendered at construction; other settings' figures are rendered
     on their first visit.  The β slider steps by ``step`` = 0.2 decades (26 positions over its five
-    decades: each figure takes about a second to render on a busy 2-core CPU).  β off the slider's grid is solved with CVXPY.
+    decades: each figure takes about a second to render on a busy 2-core CPU).  β off the slider's
+    grid is solved with CVXPY.
 
     ``last``: ``beta``, ``n_gates``, ``noise``, ``ari``, ``active``, ``n_heads``, ``rel_gap``,
     ``figure_sha1``; ``paths`` maps (gates, noise) to its path.
