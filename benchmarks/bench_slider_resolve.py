@@ -1,187 +1,196 @@
-"""How long one move of the beta slider takes: the CVXPY problem rebuilt vs parameterised.
+"""How long one move of each notebook's β slider takes: today's CVXPY re-solve against the
+regularisation path computed when the explorer is built, at each notebook's full default size.
 
-The setting is notebook 01's default: the 2-D spiral ``cal.toydata.two_class_2d(n=40, seed=0)``
-with the exact ReLU program (every activation pattern enumerated), which is what
-``cal.widgets.mlp_beta_explorer`` solves.  A "move" solves at the next beta on the slider's log grid
-``10**np.arange(-2, 0.01, 0.25)``.
+Sliders (the explorers of ``cal.widgets``, built as the notebooks build them, full mode):
 
-Variants, run in the same process, interleaved over ``--repeats``:
+* 01  ``mlp_beta_explorer``: spiral ``two_class_2d(n=40, kind="spiral", noise=0.05, seed=0)``, the
+  exact ReLU program (every activation pattern; its path is solved with CVXPY, one compiled
+  program, one solve per slider position);
+* 02  ``attention_rank_explorer``: ``attention_teacher(n=12, s=4, d=3, c=2, heads=2)``, linear attention;
+* 03  ``clustering_explorer``: ``routing_clusters(n=30, s=6, K=3, values=1, noise=0.1)``, 16 gates;
+* 04  ``mixer_beta_explorer``: 12 samples of 6 tokens, d = c = 2 (three programs per move).
 
-(a) rebuild:        ``cal.convex.fit_mlp(X, y, beta, "relu")`` per move (patterns, problem,
-                    canonicalisation and solve each time);
-(b) parameterised:  ``prog = MLPProgram(X, y, "relu")`` built and solved once at the widget's
-                    initial beta (0.1) before timing, then ``prog.fit(beta)`` per move; CVXPY
-                    reuses its compiled DPP problem, beta is a ``Parameter``;
-(c) warm start:     only with ``--scs-warm``.  Clarabel (the solver ``cal.solve`` picks) has no
-                    warm start; SCS has one, and ``MLPProgram.fit`` forwards no solver options, so
-                    (c) sets ``prog.beta`` and calls ``cal.solve(prog.problem, solver="SCS",
-                    warm_start=True)``, against the same program solved cold by SCS (c0).  At the
-                    library's tight SCS tolerances this takes seconds to minutes per move at
-                    n=40: use a small ``--n``.  (c0)/(c) are compared by the solver's value (they
-                    make no ``MLPFit``); (a)/(b) by ``fit.value``, recomputed in float64.
+For each slider, in one process:
 
-Prints the median milliseconds per move of each variant, the ratio rebuild / parameterised, and
-the largest relative difference of the optima between variants (asserted <= 1e-8).
+(a) **CVXPY re-solve per move** (what the explorers did before the path): ``explorer.figure(b')``
+    at ``b' = 1.001 b`` for slider positions ``b``; b' is off the slider's grid, so the explorer
+    solves it with CVXPY (01: the compiled, parameterised program; 02-04: the program built and
+    solved), then the figure is saved to PNG and rendered for display, as a move did before;
+(b) **path, first visit**: explorers built with ``prerender=False``; ``slider.value = b`` renders
+    the figure of a path point (no solve);
+(c) **path, prerendered**: the same positions again (the default ``prerender=True`` renders every
+    position at construction, so every move is this case): the PNG is shown;
+(d) **one-off path**: building the explorer with ``cache=False`` (the path over every slider
+    position, warm-started), against the median single CVXPY solve of (a) (solve only, no
+    render); the prerendering is timed apart (``render s``: the figures of every position).
 
-    python benchmarks/bench_slider_resolve.py            # n=40, 3 repeats: about 3 min on 2 cores
-    python benchmarks/bench_slider_resolve.py --n 16 --repeats 5
-    python benchmarks/bench_slider_resolve.py --n 12 --repeats 1 --scs-warm
+Prints one table: median (worst) ms per move of (a), (b), (c), the ratio (a) / (b), the path's wall
+time and the ratio path / one CVXPY solve; with ``--json`` also writes it.
+
+    python benchmarks/bench_slider_resolve.py                 # all four, full size (~10 min)
+    python benchmarks/bench_slider_resolve.py --only 02 03 --moves 4
 """
 
 from __future__ import annotations
 
 import argparse
+import io
+import json
 import os
 import platform
+import tempfile
 import time
 
-import numpy as np
-from tqdm.auto import tqdm
+import matplotlib
 
-import cvxattn_lib as cal
-import cvxattn_lib.toydata
-from cvxattn_lib.convex import MLPProgram, fit_mlp
+matplotlib.use("Agg")
 
-BETAS = 10 ** np.arange(-2, 0.01, 0.25)  # the slider's log grid, 9 values from 0.01 to 1
-BETA_INITIAL = 0.1  # the explorer's default: solved when the widget is built, before any move
-AGREE = 1e-8  # optima of the variants, relative
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+from IPython.core.pylabtools import print_figure  # noqa: E402
 
+import cvxattn_lib as cal  # noqa: E402
+import cvxattn_lib.toydata  # noqa: E402,F401
+import cvxattn_lib.widgets  # noqa: E402,F401
+from cvxattn_lib import clustering  # noqa: E402
+from cvxattn_lib.convex.fno import circulant  # noqa: E402
 
-def parse_args(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--n", type=int, default=40, help="points of the spiral (default 40, as nb 01)")
-    p.add_argument("--repeats", type=int, default=3, help="passes over the beta grid (default 3)")
-    p.add_argument("--seed", type=int, default=0, help="seed of the toy data (default 0)")
-    p.add_argument("--scs-warm", action="store_true",
-                   help="also time SCS cold vs warm-started on the parameterised program (slow)")
-    args = p.parse_args(argv)
-    if args.n < 2 or args.repeats < 1:
-        p.error("--n must be >= 2 and --repeats >= 1")
-    return args
+OFF_GRID = 1.001  # (a) solves at b * OFF_GRID: off the slider's grid, so by CVXPY
 
 
-def load_average() -> str:
-    try:
-        return ", ".join(f"{x:.2f}" for x in os.getloadavg())
-    except (AttributeError, OSError):  # not on Windows
-        return "n/a"
+def notebook_04_data(seed: int = 0):
+    """Notebook 04's explorer data at its full size: a rank-one circular convolution plus noise."""
+    rng = np.random.default_rng(seed)
+    n, s, d, c = 12, 6, 2, 2
+    X = rng.standard_normal((n, s, d))
+    kernel, channels = np.array([0.5, 0.25, 0, 0, 0, 0.25]), np.outer([1.0, -0.5], [0.8, 0.6])
+    Y = np.einsum("tu,nua,ab->ntb", circulant(kernel), X, channels)
+    return X, Y + 0.05 * rng.standard_normal((n, s, c))
 
 
-def print_machine():
-    v = cal.runtime.versions()
-    print(f"machine : {platform.platform()}, {platform.machine()}, "
-          f"{os.cpu_count()} CPUs (python {platform.python_version()})")
-    print(f"load    : {load_average()} (1, 5, 15 min) at start; other work on the machine "
-          "slows every variant")
-    print("packages: " + ", ".join(f"{k} {v[k]}" for k in
-                                   ["numpy", "scipy", "cvxpy", "clarabel", "scs", "torch"]))
-    print(f"solvers : installed {', '.join(cal.installed_solvers())}")
+def builders():
+    """name -> (description, build(cache: bool) -> explorer): the notebooks' calls, full size."""
+    X1, y1 = cal.toydata.two_class_2d(n=40, kind="spiral", noise=0.05, seed=0)
+    X2, Y2, _ = cal.toydata.attention_teacher(n=12, s=4, d=3, c=2, heads=2, noise=0.05, seed=0)
+    X4, Y4 = notebook_04_data()
+    quiet = dict(progress=False, prerender=False)
+    return {
+        "01": ("ReLU MLP, spiral n=40 (CVXPY path)",
+               lambda cache: cal.widgets.mlp_beta_explorer(X1, y1, activation="relu", beta=0.1,
+                                                           cache=cache, **quiet)),
+        "02": ("linear attention n=12, s=4, d=3, c=2",
+               lambda cache: cal.widgets.attention_rank_explorer(X2, Y2, beta=0.1, cache=cache,
+                                                                 **quiet)),
+        "03": ("gated attention n=30, s=6, 16 gates",
+               lambda cache: cal.widgets.clustering_explorer(beta=100.0, n_gates=16, noise=0.1,
+                                                             n=30, s=6, K=3, values=1, seed=0,
+                                                             cache=cache, **quiet)),
+        "04": ("3 mixing programs n=12, s=6, d=c=2",
+               lambda cache: cal.widgets.mixer_beta_explorer(X4, Y4, beta=0.1, cache=cache,
+                                                             **quiet)),
+    }
 
 
-def timed(fn):
+def cvxpy_solve_ms(explorer, beta: float) -> float:
+    """One CVXPY solve at ``beta`` as the explorer does it off its grid (no figure)."""
     t0 = time.perf_counter()
-    out = fn()
-    return 1e3 * (time.perf_counter() - t0), out
+    if isinstance(explorer, cal.widgets.ClusteringExplorer):
+        v = explorer.values()
+        X, Y, _ = clustering.routing_clusters(noise=v["noise"], seed=explorer.seed, **explorer.sizes)
+        cal.convex.fit_self_attention(X, Y, beta, activation="gated_relu", n_gates=v["n_gates"],
+                                      seed=explorer.seed)
+    else:
+        explorer.solve.__wrapped__(beta)  # the un-cached solve
+    return 1e3 * (time.perf_counter() - t0)
 
 
-def run_rebuild(X, y, bar):
-    """(a): the whole problem per move."""
-    times, values = [], []
-    for beta in BETAS:
-        ms, fit = timed(lambda b=beta: fit_mlp(X, y, b, "relu"))
-        times.append(ms)
-        values.append(fit.value)
-        bar.update()
-    return times, values, {}
-
-
-def run_parameterised(X, y, bar):
-    """(b): one program, beta a Parameter; built and first solved outside the clock."""
-    setup_ms, prog = timed(lambda: MLPProgram(X, y, "relu"))
-    first_ms, _ = timed(lambda: prog.fit(BETA_INITIAL))
-    times, values = [], []
-    for beta in BETAS:
-        ms, fit = timed(lambda b=beta: prog.fit(b))
-        times.append(ms)
-        values.append(fit.value)
-        bar.update()
-    return times, values, {"build_ms": setup_ms, "first_solve_ms": first_ms,
-                           "solver": fit.solver,
-                           "patterns": prog.D.shape[1]}
-
-
-def run_scs(X, y, bar, warm: bool):
-    """(c0) SCS cold / (c) SCS warm-started, on the parameterised program."""
-    prog = MLPProgram(X, y, "relu", solver="SCS")
-    prog.fit(BETA_INITIAL)  # compile, and the starting point of the first warm start
-    times, values, iters = [], [], []
-    for beta in BETAS:
-        prog.beta.value = float(beta)
-        ms, value = timed(lambda: cal.solve(prog.problem, solver="SCS", warm_start=warm))
-        times.append(ms)
-        values.append(value)
-        iters.append(prog.problem.solver_stats.num_iters)
-        bar.update()
-    return times, values, {"iters": iters}
+def bench(name, desc, build, moves: int) -> dict:
+    t0 = time.perf_counter()
+    explorer = build(False)  # (d): the path, not from the cache
+    path_s = time.perf_counter() - t0
+    paths = getattr(explorer, "paths", None) or {"": explorer.path}
+    if isinstance(explorer, cal.widgets.ClusteringExplorer):
+        paths = {"": next(iter(explorer.paths.values()))}
+    grid = explorer.grid
+    start = float(explorer.slider.value)
+    pick = np.linspace(0, len(grid) - 1, moves + 2).round().astype(int)[1:-1]
+    targets = [float(grid[k]) for k in pick if not np.isclose(grid[k], start)]
+    old, solves = [], []
+    for b in targets:  # (a) CVXPY re-solve + render, as before
+        b_off = b * OFF_GRID
+        t = time.perf_counter()
+        fig, _ = explorer.figure(**(explorer.values() | {"beta": b_off}))
+        fig.savefig(io.BytesIO(), format="png")  # the SHA-1 of the figure, as _redraw did
+        print_figure(fig, "png")  # display(fig) with the inline backend
+        plt.close(fig)
+        old.append(1e3 * (time.perf_counter() - t))
+        solves.append(cvxpy_solve_ms(explorer, b_off))
+    first, again = [], []
+    for b in targets:  # (b) first visit
+        explorer.slider.value = b
+        first.append(explorer.draw_ms[-1])
+    for b in targets:  # (c) revisit
+        explorer.slider.value = b
+        again.append(explorer.draw_ms[-1])
+    t = time.perf_counter()  # what prerender=True adds to the construction: every position's PNG
+    for b in grid:
+        explorer._render(explorer.values() | {"beta": float(b)})
+    render_s = time.perf_counter() - t + 1e-3 * (sum(first) - sum(again))
+    one_solve = float(np.median(solves))
+    row = {"slider": name, "what": desc, "positions": int(len(grid)), "moves": len(targets),
+           "cvxpy_ms": float(np.median(old)), "cvxpy_worst_ms": float(np.max(old)),
+           "first_ms": float(np.median(first)), "first_worst_ms": float(np.max(first)),
+           "revisit_ms": float(np.median(again)), "revisit_worst_ms": float(np.max(again)),
+           "path_s": path_s, "render_s": render_s, "one_solve_ms": one_solve,
+           "max_rel_gap": float(max(p.rel_gaps.max() for p in paths.values())),
+           "methods": ",".join(sorted({p.method for p in paths.values()}))}
+    row["ratio_first"] = row["cvxpy_ms"] / row["first_ms"]
+    row["ratio_revisit"] = row["cvxpy_ms"] / row["revisit_ms"]
+    row["path_over_solve"] = 1e3 * path_s / one_solve
+    return row
 
 
 def main(argv=None):
-    args = parse_args(argv)
-    print_machine()
-    X, y = cal.toydata.two_class_2d(n=args.n, seed=args.seed)
-    variants = {"(a) rebuild per move": run_rebuild,
-                "(b) parameterised (DPP)": run_parameterised}
-    if args.scs_warm:
-        variants["(c0) parameterised, SCS cold"] = lambda X, y, bar: run_scs(X, y, bar, False)
-        variants["(c) parameterised, SCS warm"] = lambda X, y, bar: run_scs(X, y, bar, True)
-    print(f"problem : spiral n={args.n}, X {X.shape}, exact ReLU program; {len(BETAS)} moves "
-          f"over beta = {', '.join(f'{b:.3g}' for b in BETAS)}; {args.repeats} repeats")
-
-    times = {k: [] for k in variants}
-    values = {k: [] for k in variants}
-    extra = {k: [] for k in variants}
-    with tqdm(total=len(variants) * len(BETAS) * args.repeats, desc="slider moves") as bar:
-        for _ in range(args.repeats):
-            for name, run in variants.items():  # interleaved, so drift hits every variant alike
-                t, v, e = run(X, y, bar)
-                times[name] += t
-                values[name].append(v)
-                extra[name].append(e)
-
-    # the optima must not depend on how the problem was built or started
-    reference = np.asarray(values["(a) rebuild per move"][0])
-    worst = {}
-    for name, runs in values.items():
-        rel = np.abs(np.asarray(runs) - reference) / np.abs(reference)
-        worst[name] = float(rel.max())
-
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--only", nargs="*", default=None, help="sliders to run (01 02 03 04)")
+    p.add_argument("--moves", type=int, default=6, help="slider positions visited (default 6)")
+    p.add_argument("--json", default=None, help="also write the table to this JSON file")
+    args = p.parse_args(argv)
+    if args.moves < 1:
+        p.error("--moves must be >= 1")
+    os.environ.setdefault("CVXATTN_DATA", tempfile.mkdtemp(prefix="bench-sliders-"))
+    v = cal.runtime.versions()
+    print(f"machine : {platform.platform()}, {os.cpu_count()} CPUs, load "
+          f"{', '.join(f'{x:.2f}' for x in os.getloadavg())} (1, 5, 15 min) at start")
+    print("packages: " + ", ".join(f"{k} {v[k]}" for k in ["numpy", "cvxpy", "clarabel", "torch"]))
+    rows = []
+    for name, (desc, build) in builders().items():
+        if args.only and name not in args.only:
+            continue
+        rows.append(bench(name, desc, build, args.moves))
+        r = rows[-1]
+        print(f"{name} done: path {r['path_s']:.1f} s, CVXPY move {r['cvxpy_ms']:.0f} ms", flush=True)
     print()
-    b = extra["(b) parameterised (DPP)"][0]
-    print(f"program : {b['patterns']} activation patterns, solver {b['solver']}; "
-          f"(b) builds in {b['build_ms']:.0f} ms and first solves (with compile) in "
-          f"{b['first_solve_ms']:.0f} ms, once per widget, not timed below")
-    print(f"{'variant':<30} {'median ms/move':>15} {'min':>9} {'max':>9} {'total s':>9} "
-          f"{'max rel diff':>13}")
-    medians = {}
-    for name in variants:
-        t = np.asarray(times[name])
-        medians[name] = float(np.median(t))
-        print(f"{name:<30} {medians[name]:>15.1f} {t.min():>9.1f} {t.max():>9.1f} "
-              f"{t.sum() / 1e3:>9.2f} {worst[name]:>13.1e}")
-    ratio = medians["(a) rebuild per move"] / medians["(b) parameterised (DPP)"]
-    print(f"ratio rebuild / parameterised: {ratio:.2f}x")
-    if args.scs_warm:
-        cold, warm = (np.concatenate([e["iters"] for e in extra[k]]) for k in
-                      ["(c0) parameterised, SCS cold", "(c) parameterised, SCS warm"])
-        speedup = medians["(c0) parameterised, SCS cold"] / medians["(c) parameterised, SCS warm"]
-        print(f"SCS iterations per move, median: cold {np.median(cold):.0f}, "
-              f"warm {np.median(warm):.0f}; ratio cold / warm median time: {speedup:.2f}x")
-    per_beta = np.asarray(values["(a) rebuild per move"][0])
-    print("optimum per beta (a): " + ", ".join(f"{v:.6g}" for v in per_beta))
-    bad = {k: w for k, w in worst.items() if w > AGREE}
-    assert not bad, f"optima of the variants differ by more than {AGREE:g} relative: {bad}"
-    print(f"optima of all variants agree to {max(worst.values()):.1e} relative (<= {AGREE:g})")
-    print(f"load    : {load_average()} (1, 5, 15 min) at the end")
+    head = (f"{'slider':<6} {'program':<38} {'pos':>4} {'CVXPY ms/move':>15} {'path ms (1st)':>15} "
+            f"{'path ms (again)':>16} {'ratio 1st':>9} {'ratio again':>11} {'path s':>7} {'render s':>8} "
+            f"{'1 solve ms':>10} {'path/solve':>10} {'max gap':>8} method")
+    print(head)
+    for r in rows:
+        print(f"{r['slider']:<6} {r['what']:<38} {r['positions']:>4} "
+              f"{r['cvxpy_ms']:>7.0f} ({r['cvxpy_worst_ms']:>5.0f}) "
+              f"{r['first_ms']:>7.0f} ({r['first_worst_ms']:>5.0f}) "
+              f"{r['revisit_ms']:>8.1f} ({r['revisit_worst_ms']:>5.1f}) "
+              f"{r['ratio_first']:>8.1f}x {r['ratio_revisit']:>10.0f}x {r['path_s']:>7.1f} "
+              f"{r['render_s']:>8.1f} "
+              f"{r['one_solve_ms']:>10.0f} {r['path_over_solve']:>9.1f}x {r['max_rel_gap']:>8.1e} "
+              f"{r['methods']}")
+    print("ms per move: median (worst) over the moves; 'again' = a position whose PNG exists (every move "
+          "with prerender=True, the default); ratio = CVXPY / path per move; path/solve = one-off path "
+          "/ one CVXPY solve; render s = the PNGs of every position (prerender's cost)")
+    print(f"load    : {', '.join(f'{x:.2f}' for x in os.getloadavg())} at the end")
+    if args.json:
+        with open(args.json, "w") as fh:
+            json.dump(rows, fh, indent=1)
 
 
 if __name__ == "__main__":

@@ -20,7 +20,8 @@ def decision_boundary(predict, X: np.ndarray, y: np.ndarray, ax=None, title: str
     F = np.asarray(predict(P)).reshape(g1.shape)
     lim = max(float(np.abs(F).max()), 1e-12)
     cs = ax.contourf(g1, g2, F, levels=21, cmap="RdBu_r", vmin=-lim, vmax=lim, alpha=0.75)
-    ax.contour(g1, g2, F, levels=[0.0], colors="k", linewidths=1.5)
+    if F.min() < 0 < F.max():  # a constant output (the zero network) has no boundary to draw
+        ax.contour(g1, g2, F, levels=[0.0], colors="k", linewidths=1.5)
     ax.scatter(X[:, 0], X[:, 1], c=np.where(y > 0, "tab:red", "tab:blue"), edgecolors="k", s=28)
     ax.set(title=title or "decision boundary (black: f(x) = 0)", xlabel="$x_1$ (a.u.)",
            ylabel="$x_2$ (a.u.)", xlim=(lo[0], hi[0]), ylim=(lo[1], hi[1]))

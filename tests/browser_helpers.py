@@ -341,3 +341,63 @@ def wait_image_change(page, box, old_src: str, selector: str = FIGURE,
             return src
         src = latest
     raise TimeoutError(f"the figure kept changing for {timeout_ms / 1000:.0f} s")
+
+
+_LATENCY_PROBE = """(el) => {
+  // one MutationObserver on the widget: each new figure src records the time since the key press
+  window.__cvxLat = []; window.__cvxT0 = null;
+  const img = () => el.querySelector('.widget-output img');
+  window.__cvxSrc = img() ? img().src : null;
+  const obs = new MutationObserver(() => {
+    const i = img();
+    if (i && i.src && i.src !== window.__cvxSrc && window.__cvxT0 !== null) {
+      window.__cvxLat.push(performance.now() - window.__cvxT0);
+      window.__cvxSrc = i.src; window.__cvxT0 = null;
+    }
+  });
+  obs.observe(el, {subtree: true, childList: true, attributes: true, attributeFilter: ['src']});
+}"""
+
+
+def slider_latencies(page, box, slider_loc, moves: int = 6, timeout_ms: float = 60_000) -> list[float]:
+    """Move the slider ``moves`` single steps with the keyboard (right; left once it stops moving)
+    and return, for each move, the milliseconds from the key's release to the new figure's ``src``
+    in the page (measured in the page with ``performance.now()`` and a MutationObserver).  A move
+    whose figure never changes raises ``TimeoutError``."""
+    handle = slider_loc.locator(".noUi-handle").first
+    handle.scroll_into_view_if_needed()
+    box.evaluate(_LATENCY_PROBE)
+    key = "ArrowRight"
+    for i in range(moves):
+        before = readout(slider_loc)
+        handle.focus()
+        page.evaluate("() => { window.__cvxT0 = performance.now(); }")
+        handle.press(key)
+        if readout(slider_loc) == before:  # at the end of the slider: go the other way
+            key = "ArrowLeft"
+            page.evaluate("() => { window.__cvxT0 = performance.now(); }")
+            handle.press(key)
+        page.wait_for_function("(n) => window.__cvxLat.length >= n", arg=i + 1, timeout=timeout_ms,
+                               polling="raf")
+        wait_kernel_idle(page, timeout_ms)
+    return [float(x) for x in page.evaluate("() => window.__cvxLat")]
+
+
+def record_latency(name: str, latencies: list[float], path: Path | None = None) -> dict:
+    """Add ``name``'s latencies (ms) with their median and worst to ``build/browser/
+    slider_latency.json`` (other entries kept; written through a temporary file), print them, and
+    return the entry."""
+    import statistics
+
+    path = path or SCREENSHOTS / "slider_latency.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    data = json.loads(path.read_text()) if path.is_file() else {}
+    entry = {"moves": len(latencies), "median_ms": statistics.median(latencies),
+             "worst_ms": max(latencies), "latencies_ms": latencies}
+    data[name] = entry
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(data, indent=1))
+    os.replace(tmp, path)
+    print(f"{name}: slider release -> new figure, median {entry['median_ms']:.0f} ms, worst "
+          f"{entry['worst_ms']:.0f} ms over {len(latencies)} moves")
+    return entry

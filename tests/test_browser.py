@@ -78,3 +78,25 @@ def test_notebook_sliders(lab, lab_page, notebook, css_class, label):
     """Notebooks 02-04 run in JupyterLab and moving a slider redraws their figure."""
     run_notebook(lab_page, lab, notebook)
     slider_redraws_figure(lab_page, css_class, label, shots=f"nb{Path(notebook).name[:2]}-")
+
+
+LATENCY_SLIDERS = [
+    ("notebooks/01_two_layer_networks_are_convex.ipynb", "cvxattn-beta-explorer"),
+    ("notebooks/02_linear_self_attention_is_a_nuclear_norm_program.ipynb", "cvxattn-rank-explorer"),
+    ("notebooks/03_gated_relu_attention_clusters_tokens.ipynb", "cvxattn-clustering-explorer"),
+    ("notebooks/04_token_mixing_by_position_and_by_frequency.ipynb", "cvxattn-mixer-explorer"),
+]
+
+
+@pytest.mark.parametrize("notebook,css_class", LATENCY_SLIDERS, ids=["01", "02", "03", "04"])
+def test_beta_slider_latency(lab, lab_page, notebook, css_class):
+    """Each notebook's β slider moved 6 single steps: every move brings a new figure, and the time
+    from the key's release to the new figure in the page is printed and written to
+    build/browser/slider_latency.json (a benchmark, not asserted: timings depend on the machine)."""
+    run_notebook(lab_page, lab, notebook)
+    box = bh.widget(lab_page, css_class)
+    latencies = bh.slider_latencies(lab_page, box, bh.slider(box, "β"), moves=6)
+    assert len(latencies) == 6 and all(t > 0 for t in latencies)
+    errors = bh.error_outputs(lab_page)
+    assert not errors, "error after moving the slider:\n" + "\n---\n".join(errors)
+    bh.record_latency(Path(notebook).name[:2], latencies)

@@ -11,10 +11,18 @@ import cvxattn_lib as cal
 from cvxattn_lib import clustering as cl
 
 
+@pytest.fixture(scope="module", autouse=True)
+def data_root(tmp_path_factory):
+    """Paths cached under a temporary data root, not the repository's data/cache."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("CVXATTN_DATA", str(tmp_path_factory.mktemp("data")))
+        yield
+
+
 @pytest.fixture(scope="module")
 def rank_explorer():
     X, Y, _ = cl.planted_clusters(n=8, s=4, d=2, K=2, seed=0)
-    return cal.widgets.attention_rank_explorer(X, Y, beta=0.1)
+    return cal.widgets.attention_rank_explorer(X, Y, beta=0.1, progress=False, prerender=False)
 
 
 def test_rank_explorer_tracks_the_rank_of_z(rank_explorer):
@@ -26,19 +34,37 @@ def test_rank_explorer_tracks_the_rank_of_z(rank_explorer):
     top = fit.singular_values()[0][0]
     assert first["n_heads"] == fit.n_heads == np.linalg.matrix_rank(fit.Z[0], tol=1e-7 * top)
     assert abs(first["rel_gap"]) < 1e-6
+    ref = cal.convex.fit_self_attention(e.X, e.Y, 0.1)  # the CVXPY optimum at the same beta
+    assert first["value"] == pytest.approx(ref.value, rel=1e-6) and first["n_heads"] == ref.n_heads
     e.slider.value = 10.0  # strong weight decay: fewer heads, a larger optimum, a new figure
-    assert e.draws == 2
+    assert e.draws == 2 and e.off_grid_solves == 0  # drawn from the path, nothing solved
     assert e.last["n_heads"] <= first["n_heads"] and e.last["value"] > first["value"]
     assert e.last["figure_sha1"] != first["figure_sha1"]
-    hits = e.solve.cache_info().hits
-    e.slider.value = 0.1  # back: served from the cache, same figure
-    assert e.solve.cache_info().hits > hits
+    renders = e.renders
+    e.slider.value = 0.1  # back: the same image, not rendered again
+    assert e.renders == renders
     assert e.last["figure_sha1"] == first["figure_sha1"]
     assert "heads = rank(Z*)" in e.status.value
+    assert len(e.path.betas) == 41 and np.all(e.path.rel_gaps < 1e-6)
+
+
+def test_prerendered_explorer_moves_swap_images():
+    """With prerender (the default) every slider position's PNG exists after construction: a move
+    renders nothing, and the image is the one a render on first visit gives."""
+    X, Y, _ = cl.planted_clusters(n=8, s=4, d=2, K=2, seed=0)
+    e = cal.widgets.attention_rank_explorer(X, Y, beta=0.1, progress=False)
+    lazy = cal.widgets.attention_rank_explorer(X, Y, beta=0.1, progress=False, prerender=False)
+    assert e.renders == len(e.grid) == 41 and lazy.renders == 1
+    for beta in (10.0, 1e-3, 0.1):
+        e.slider.value = lazy.slider.value = beta
+        assert e.renders == 41 and e.last["figure_sha1"] == lazy.last["figure_sha1"]
+    e.slider.value = 10 ** (-1 + 1e-12)  # a browser's value, off numpy's grid by round-off
+    assert e.last["beta"] == 0.1 and e.renders == 41
 
 
 def test_clustering_explorer_resolves_on_each_control():
-    e = cal.widgets.clustering_explorer(n=10, s=6, K=3, n_gates=4, beta=0.1)
+    e = cal.widgets.clustering_explorer(n=10, s=6, K=3, n_gates=4, beta=0.1, progress=False, prerender=False)
+    assert list(e.paths) == [(4, 0.1)]  # the opening setting's path, computed at construction
     assert e.draws == 1
     assert all(c.continuous_update is False for c in e.controls)
     assert "cvxattn-clustering-explorer" in e._dom_classes
@@ -48,8 +74,10 @@ def test_clustering_explorer_resolves_on_each_control():
     fit = cal.convex.fit_self_attention(X, Y, 0.1, activation="gated_relu", n_gates=4, seed=0)
     assert first["active"] == int(cl.active_gates(fit.Z).sum())
     assert first["ari"] == cl.clustering_ari(fit.weights(), "gated_relu", X, C, 3)
-    e.noise.value = 0.4
+    assert first["value"] == pytest.approx(fit.value, rel=1e-6)  # the CVXPY optimum
+    e.noise.value = 0.4  # another data set: its path is computed now, and said in the status
     assert e.draws == 2 and e.last["noise"] == pytest.approx(0.4)
+    assert (4, 0.4) in e.paths and e.off_grid_solves == 0
     assert e.last["figure_sha1"] != first["figure_sha1"] and e.last["value"] != first["value"]
     e.gates.value = 2
     assert e.draws == 3 and e.last["n_gates"] == 2

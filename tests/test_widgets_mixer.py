@@ -17,6 +17,14 @@ from cvxattn_lib.widgets.mixer import numerical_rank
 BETA0, BETA1 = 0.1, 10.0  # the default and a hundred times larger weight decay
 
 
+@pytest.fixture(scope="module", autouse=True)
+def data_root(tmp_path_factory):
+    """Paths cached under a temporary data root, not the repository's data/cache."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("CVXATTN_DATA", str(tmp_path_factory.mktemp("data")))
+        yield
+
+
 @pytest.fixture(scope="module")
 def data():
     rng = np.random.default_rng(0)
@@ -29,7 +37,7 @@ def data():
 
 @pytest.fixture
 def explorer(data):
-    return cal.widgets.mixer_beta_explorer(*data, beta=BETA0)
+    return cal.widgets.mixer_beta_explorer(*data, beta=BETA0, progress=False, prerender=False)
 
 
 def test_explorer_is_drawn_at_the_default_beta(explorer, data):
@@ -69,7 +77,6 @@ def test_slider_settings(explorer):
 
 def test_moving_the_slider_resolves_and_going_back_uses_the_cache(explorer):
     first = dict(explorer.last)
-    info0 = explorer.solve.cache_info()
 
     # more weight decay: larger optima, lower ranks, fewer modes, and a new figure
     explorer.slider.value = BETA1
@@ -83,16 +90,25 @@ def test_moving_the_slider_resolves_and_going_back_uses_the_cache(explorer):
     assert moved["spectral_modes"] < first["spectral_modes"]
     assert moved["figure_sha1"] != first["figure_sha1"]
     assert moved["rel_gap"] < 1e-6
-    info1 = explorer.solve.cache_info()
-    assert info1.misses == info0.misses + 1
+    assert explorer.off_grid_solves == 0  # drawn from the three paths, nothing solved
 
-    # back to the first value: served from the cache, same optima and the same picture
+    # back to the first value: same optima and the same picture, not rendered again
+    renders = explorer.renders
     explorer.slider.value = BETA0
-    assert explorer.draws == 3
-    info2 = explorer.solve.cache_info()
-    assert info2.hits == info1.hits + 1 and info2.misses == info1.misses
+    assert explorer.draws == 3 and explorer.renders == renders
     back = explorer.last
     assert {k: back[k] for k in first} == first
+
+
+def test_numbers_at_the_default_beta_are_the_cvxpy_optima(explorer, data):
+    X, Y = data
+    ref = {"mixer": cal.convex.fit_mixer(X, Y, BETA0),
+           "circulant": cal.convex.fit_fno(X, Y, BETA0, "circulant"),
+           "spectral": cal.convex.fit_fno(X, Y, BETA0, "spectral")}
+    for key, fit in ref.items():
+        assert explorer.last[f"{key}_value"] == pytest.approx(fit.value, rel=1e-6)
+    assert explorer.last["mixer_rank"] == numerical_rank(ref["mixer"].singular_values()[0])
+    assert explorer.last["circulant_rank"] == numerical_rank(ref["circulant"].singular_values()[0])
 
 
 def test_static_figure_matches_the_widget(explorer):
@@ -162,10 +178,12 @@ def test_inaccurate_first_solves_are_recorded_not_printed(data, monkeypatch):
         return real(*args, **kwargs)
 
     monkeypatch.setattr(wm, "fit_mixer", noisy_fit_mixer)
+    explorer = cal.widgets.mixer_beta_explorer(*data, beta=BETA0, progress=False, prerender=False)
+    assert explorer.last["retried"] == ()  # on the slider's grid: from the paths, no CVXPY
     with warnings.catch_warnings(record=True) as shown:
         warnings.simplefilter("always")
-        explorer = cal.widgets.mixer_beta_explorer(*data, beta=BETA0)
-    assert "mixer" in explorer.last["retried"]
+        fits = explorer.solve(0.3)  # off the grid: CVXPY
+    assert "mixer" in fits["retried"] and explorer.off_grid_solves == 1
     messages = [str(w.message) for w in shown]
     assert "something else" in messages
     assert not any("Solution may be inaccurate" in m for m in messages)

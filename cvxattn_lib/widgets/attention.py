@@ -1,6 +1,9 @@
 """Explorers of notebooks 02 and 03: the rank of linear attention's lifted matrix against β, and
 token clustering by gated-ReLU attention (and the gates it uses) against β, the number of gates
-and the noise."""
+and the noise.  Both compute the regularisation path over their β slider's positions
+(:func:`cvxattn_lib.solvers.regularisation_path`, warm-started FISTA, cached on disk), so moving β
+only draws; 03 computes the path of each (gates, noise) setting the first time it is chosen, saying
+so in its status line."""
 
 from __future__ import annotations
 
@@ -13,30 +16,48 @@ from matplotlib.ticker import MaxNLocator
 
 from .. import clustering, plots
 from ..convex import fit_self_attention
-from .base import Explorer, log_slider
+from .base import Explorer, log_slider, on_grid, slider_grid
 
 
 class AttentionRankExplorer(Explorer):
-    """A β slider that re-solves the linear self-attention program and redraws the singular values
-    of Z*: the number of heads the optimum needs is rank(Z*).
+    """A β slider over the linear self-attention program, drawing the singular values of Z*: the
+    number of heads the optimum needs is rank(Z*).
 
-    ``last``: ``beta``, ``value``, ``n_heads``, ``rel_gap``, ``figure_sha1``; ``draws`` counts redraws.
+    At construction the path over every slider position is computed (or loaded from the cache);
+    :meth:`solve` serves grid values from it and solves any other β with CVXPY (cached).
+
+    ``last``: ``beta``, ``value``, ``n_heads``, ``rel_gap``, ``figure_sha1``; ``draws`` counts
+    redraws, ``off_grid_solves`` the solves off the path.
     """
 
     css_class = "cvxattn-rank-explorer"
 
-    def __init__(self, X, Y, beta: float = 0.1, beta_range: tuple[float, float] = (1e-3, 10.0)):
+    def __init__(self, X, Y, beta: float = 0.1, beta_range: tuple[float, float] = (1e-3, 10.0),
+                 step: float = 0.1, cache: bool = True, progress: bool = True,
+                 prerender: bool = True):
+        from ..solvers import regularisation_path
+
         self.X, self.Y = np.asarray(X, float), np.asarray(Y, float)
+        self.slider = log_slider("β (weight decay)", beta, *beta_range, step=step)
+        self.grid = slider_grid(self.slider)
+        self.path = regularisation_path("self_attention", self.X, self.Y, betas=self.grid,
+                                        activation="linear", cache=cache, progress=progress,
+                                        desc="β path (linear attention)")
+        self.off_grid_solves = 0
 
         def fit(beta: float):
+            k = self.path.index(beta)
+            if k is not None:
+                return self.path.fits[k]
+            self.off_grid_solves += 1
             return fit_self_attention(self.X, self.Y, beta, activation="linear")
 
         self.solve = lru_cache(maxsize=64)(fit)
-        self.slider = log_slider("β (weight decay)", beta, *beta_range)
-        self._start([self.slider])
+        self._start([self.slider], [{"beta": float(b)} for b in self.grid] if prerender else None,
+                    progress)
 
     def values(self) -> dict:
-        return {"beta": float(self.slider.value)}
+        return {"beta": on_grid(self.slider.value, self.grid)}
 
     def figure(self, beta: float):
         """Singular values of Z* at ``beta`` (also the static figure); returns ``(fig, info)``."""
@@ -55,40 +76,84 @@ class AttentionRankExplorer(Explorer):
 
 class ClusteringExplorer(Explorer):
     """Sliders for β, the number of gates and the noise of notebook 03's routing toy
-    (:func:`~cvxattn_lib.clustering.routing_clusters`): each move solves the gated-ReLU attention
-    program and redraws one sample's token affinity and the tokens coloured by learned group; the
-    status line gives the ARI against the planted clusters and how many gates carry heads.
+    (:func:`~cvxattn_lib.clustering.routing_clusters`), drawing one sample's token affinity under
+    the gated-ReLU attention optimum and the tokens coloured by learned group; the status line gives
+    the ARI against the planted clusters, how many gates carry heads and the certified gap.
+
+    The β path of the opening (gates, noise) is computed at construction; the path of another
+    (gates, noise) the first time it is chosen (the status line says so while it computes), each
+    cached in memory and on disk, so a β move only draws.  With ``prerender`` the figures of the
+    opening setting's β positions are rendered at construction; other settings' figures are rendered
+    on their first visit.  The β slider steps by ``step`` = 0.2 decades (26 positions over its five
+    decades: each figure takes about a second to render on a busy 2-core CPU).  β off the slider's
+    grid is solved with CVXPY.
 
     ``last``: ``beta``, ``n_gates``, ``noise``, ``ari``, ``active``, ``n_heads``, ``rel_gap``,
-    ``figure_sha1``.
+    ``figure_sha1``; ``paths`` maps (gates, noise) to its path.
     """
 
     css_class = "cvxattn-clustering-explorer"
 
     def __init__(self, n: int = 30, s: int = 6, K: int = 3, values: int = 1, beta: float = 10.0,
                  n_gates: int = 16, noise: float = 0.1, seed: int = 0,
-                 beta_range: tuple[float, float] = (1e-2, 1e3), max_gates: int = 16):
+                 beta_range: tuple[float, float] = (1e-2, 1e3), max_gates: int = 16,
+                 step: float = 0.2, cache: bool = True, progress: bool = True,
+                 prerender: bool = True):
         self.sizes, self.seed = dict(n=n, s=s, K=K, values=values), seed
+        self.cache, self.progress = cache, progress
+        self.paths: dict = {}
+        self.off_grid_solves = 0
+        self.status = W.HTML()
 
         def solve(beta: float, n_gates: int, noise: float):
             X, Y, C = clustering.routing_clusters(noise=noise, seed=seed, **self.sizes)
-            fit = fit_self_attention(X, Y, beta, activation="gated_relu", n_gates=n_gates,
-                                     seed=seed)
+            path = self.path_for(n_gates, noise)
+            k = path.index(beta)
+            if k is not None:
+                fit = path.fits[k]
+            else:
+                self.off_grid_solves += 1
+                fit = fit_self_attention(X, Y, beta, activation="gated_relu", n_gates=n_gates,
+                                         seed=seed)
             groups = (clustering.token_groups(fit.weights(), "gated_relu", X, K, seed)
                       if fit.n_heads else None)
             return X, C, fit, groups
 
-        self.solve = lru_cache(maxsize=32)(solve)
-        self.slider = log_slider("β (weight decay)", beta, *beta_range)
+        self.solve = lru_cache(maxsize=256)(solve)
+        self.slider = log_slider("β (weight decay)", beta, *beta_range, step=step)
+        self.grid = slider_grid(self.slider)
         self.gates = W.IntSlider(value=n_gates, min=1, max=max_gates, description="gates P",
                                  continuous_update=False, style={"description_width": "initial"})
         self.noise = W.FloatSlider(value=noise, min=0.02, max=0.5, step=0.02,
                                    description="content noise σ", continuous_update=False,
                                    readout_format=".2f", style={"description_width": "initial"})
-        self._start([self.slider, self.gates, self.noise])
+        self.path_for(int(n_gates), round(float(noise), 6))
+        opening = [{"beta": float(b), "n_gates": int(n_gates), "noise": float(noise)}
+                   for b in self.grid]
+        self._start([self.slider, self.gates, self.noise], opening if prerender else None,
+                    progress)
+
+    def path_for(self, n_gates: int, noise: float):
+        """The β path at these gates and noise: computed (status line and progress bar) the first
+        time, then kept."""
+        from ..solvers import regularisation_path
+
+        key = (int(n_gates), round(float(noise), 6))
+        if key not in self.paths:
+            X, Y, _ = clustering.routing_clusters(noise=key[1], seed=self.seed, **self.sizes)
+            head = f"P = {key[0]}, σ = {key[1]:.2f}: computing the β path ({len(self.grid)} values)"
+
+            def say(text):
+                self.status.value = f"<i>{head}; {text} …</i>"
+
+            self.paths[key] = regularisation_path(
+                "self_attention", X, Y, betas=self.grid, activation="gated_relu", n_gates=key[0],
+                seed=self.seed, cache=self.cache, progress=self.progress, status=say,
+                desc=f"β path (P = {key[0]}, σ = {key[1]:.2f})")
+        return self.paths[key]
 
     def values(self) -> dict:
-        return {"beta": float(self.slider.value), "n_gates": int(self.gates.value),
+        return {"beta": on_grid(self.slider.value, self.grid), "n_gates": int(self.gates.value),
                 "noise": float(self.noise.value)}
 
     def figure(self, beta: float, n_gates: int, noise: float):

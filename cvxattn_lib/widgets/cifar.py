@@ -15,12 +15,14 @@ from .base import Explorer
 class SweepExplorer(Explorer):
     """A ``SelectionSlider`` over the β grid of a results dict (from ``cal.cifar.explore.sweep`` or a
     results JSON); redraws accuracy and rank against β with the chosen β marked, and reports each
-    head's top-1 and units there.  ``last`` holds ``beta``, ``top1`` (head -> accuracy), ``units``
-    and ``figure_sha1``; ``draws`` counts redraws."""
+    head's top-1 and units there.  With ``prerender`` (the default) the figure of every β is
+    rendered at construction, so a move swaps an image.  ``last`` holds ``beta``, ``top1`` (head ->
+    accuracy), ``units`` and ``figure_sha1``; ``draws`` counts redraws."""
 
     css_class = "cvxattn-cifar-sweep-explorer"
 
-    def __init__(self, results: dict, beta: float | None = None):
+    def __init__(self, results: dict, beta: float | None = None, prerender: bool = True,
+                 progress: bool = True):
         from ..cifar.cli import check_results, row_ok
 
         check_results(results)
@@ -39,7 +41,8 @@ class SweepExplorer(Explorer):
                                         else "β (weight decay)", continuous_update=False,
                                         style={"description_width": "initial"},
                                         layout=W.Layout(width="480px"))
-        self._start([self.slider])
+        self._start([self.slider], [{"beta": float(b)} for b in betas] if prerender else None,
+                    progress)
 
     def values(self) -> dict:
         return {"beta": float(self.slider.value)}
@@ -109,9 +112,10 @@ class TokenGroupExplorer(Explorer):
             f"{html.escape(str(h))} {k}" for h, k in info["groups"].items())
 
 
-def cifar_sweep_explorer(results: dict, beta: float | None = None) -> SweepExplorer:
-    """Build the β explorer over a precomputed sweep (no solving on move)."""
-    return SweepExplorer(results, beta=beta)
+def cifar_sweep_explorer(results: dict, beta: float | None = None, **kwargs) -> SweepExplorer:
+    """Build the β explorer over a precomputed sweep (no solving on move; ``prerender``,
+    ``progress`` as :class:`SweepExplorer`)."""
+    return SweepExplorer(results, beta=beta, **kwargs)
 
 
 def cifar_token_explorer(images, X_grid, models: dict, **kwargs) -> TokenGroupExplorer:

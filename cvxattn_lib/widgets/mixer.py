@@ -1,5 +1,7 @@
 r"""The β explorer of notebook 04: three token-mixing convex programs (derived in this collection)
-re-solved as β moves, with the singular-value spectra of their lifted matrices.
+over the positions of a β slider, with the singular-value spectra of their lifted matrices.  The
+three regularisation paths are computed when the explorer is built (warm-started FISTA,
+:func:`cvxattn_lib.solvers.regularisation_path`, cached on disk), so a move only draws.
 
 * Bilinear token-and-channel mixing (Mixer-style, linear activation):
   :math:`Z=\sum_j\mathrm{vec}(A_j)\mathrm{vec}(B_j)^\top` (:math:`s^2\times dc`), rows indexed by
@@ -22,7 +24,7 @@ import numpy as np
 from ..convex import fit_fno, fit_mixer
 from ..convex.attention import _check
 from ..mixer_tasks import quiet_solve
-from .base import Explorer, log_slider
+from .base import Explorer, log_slider, on_grid, slider_grid
 
 NAMES = {"mixer": "bilinear mixing (Mixer-style)", "circulant": "circular convolution (shared kernels)",
          "spectral": "two-layer per-mode map (AFNO-like)"}  # display names
@@ -38,10 +40,13 @@ def numerical_rank(sv: np.ndarray, rtol: float = 1e-5) -> int:
 
 
 class MixerExplorer(Explorer):
-    """A log-scale β slider that re-solves three convex token-mixing programs on (X, Y) --
-    bilinear mixing (Mixer-style), the shared-kernel circular convolution and the two-layer
-    per-mode channel map (AFNO-like) -- and redraws the
-    singular values of their lifted matrices.
+    """A log-scale β slider over three convex token-mixing programs on (X, Y) -- bilinear mixing
+    (Mixer-style), the shared-kernel circular convolution and the two-layer per-mode channel map
+    (AFNO-like) -- drawing the singular values of their lifted matrices.
+
+    At construction the three paths over every slider position are computed (or loaded from the
+    cache); :meth:`solve` serves grid values from them (``retried`` is then empty: FISTA stops at
+    its certified gap) and solves any other β with CVXPY (cached).
 
     ``last`` holds ``beta``, the optima ``mixer_value``, ``circulant_value``,
     ``spectral_value``, the ranks ``mixer_rank`` (heads), ``circulant_rank`` (kernels),
@@ -50,27 +55,45 @@ class MixerExplorer(Explorer):
     ``rank_threshold`` (singular values above it count: ``rank_rtol`` times max(1, the largest)),
     ``retried`` (the programs whose first, tight-tolerance solve ended inaccurate and was re-run)
     and ``figure_sha1``;
-    ``draws`` counts redraws; ``solve(beta)`` is cached.
+    ``draws`` counts redraws, ``off_grid_solves`` the solves off the paths; ``solve(beta)`` is
+    cached.
     """
 
     css_class = "cvxattn-mixer-explorer"
 
     def __init__(self, X, Y, beta: float = 0.1, beta_range: tuple[float, float] = (1e-3, 10.0),
-                 rank_rtol: float = 1e-5):
+                 rank_rtol: float = 1e-5, step: float = 0.1, cache: bool = True,
+                 progress: bool = True, prerender: bool = True):
+        from ..solvers import regularisation_path
+
         X, Yf, c = _check(X, Y, "squared")
         n, s, d = X.shape
         self.X, self.Y = X, Yf.reshape(n, s, c)
         self.rank_rtol = rank_rtol
+        self.slider = log_slider("β (weight decay)", beta, *beta_range, step=step)
+        self.grid = slider_grid(self.slider)
+        self.paths = {key: regularisation_path(kind, self.X, self.Y, betas=self.grid,
+                                               activation=act, cache=cache, progress=progress,
+                                               desc=f"β path ({NAMES[key]})")
+                      for key, kind, act in [("mixer", "mixer", "linear"),
+                                             ("circulant", "fno", "circulant"),
+                                             ("spectral", "fno", "spectral")]}
+        self.off_grid_solves = 0
         self.solve = lru_cache(maxsize=64)(self._solve)
-        self.slider = log_slider("β (weight decay)", beta, *beta_range)
-        self._start([self.slider])
+        self._start([self.slider], [{"beta": float(b)} for b in self.grid] if prerender else None,
+                    progress)
 
     def _solve(self, beta: float) -> dict:
-        """The three fits at ``beta``: ``{'mixer', 'circulant', 'spectral'}``, and ``'retried'``:
-        the programs whose first solve (tight tolerances) ended ``optimal_inaccurate``, so that
-        :func:`cvxattn_lib.cvxpy_solve.solve` re-ran them (CVXPY's "Solution may be inaccurate"
-        warning is recorded here instead of printed; the certificate of the final fit is what
-        says how close to the optimum it is)."""
+        """The three fits at ``beta``: ``{'mixer', 'circulant', 'spectral'}``, and ``'retried'``.
+        On the slider's grid they come from the paths (``retried`` empty).  Off it they are solved
+        with CVXPY, and ``retried`` names the programs whose first solve (tight tolerances) ended
+        ``optimal_inaccurate``, so that :func:`cvxattn_lib.cvxpy_solve.solve` re-ran them (CVXPY's
+        "Solution may be inaccurate" warning is recorded here instead of printed; the certificate
+        of the final fit is what says how close to the optimum it is)."""
+        k = self.paths["mixer"].index(beta)
+        if k is not None:
+            return {key: p.fits[k] for key, p in self.paths.items()} | {"retried": ()}
+        self.off_grid_solves += 1
         fits, retried = {}, []
         for key, fit in [("mixer", lambda: fit_mixer(self.X, self.Y, beta)),
                          ("circulant", lambda: fit_fno(self.X, self.Y, beta, "circulant")),
@@ -81,7 +104,7 @@ class MixerExplorer(Explorer):
         return fits | {"retried": tuple(retried)}
 
     def values(self) -> dict:
-        return {"beta": float(self.slider.value)}
+        return {"beta": on_grid(self.slider.value, self.grid)}
 
     def spectra(self, beta: float) -> dict:
         """Singular values at ``beta``: ``mixer`` and ``circulant`` (descending), ``spectral`` a
