@@ -59,17 +59,43 @@ def svt(Z, tau: float):
 _BLAS_ONE_THREAD = None  # threadpoolctl's controller, made at the first partial eigh (or False)
 
 
-def _one_blas_thread():
-    """A context that runs scipy's LAPACK on one thread (threadpoolctl), or None without it: on a
-    busy 2-core machine a threaded 256 x 256 eigensolver is 30x slower than a single thread."""
+def _blas_controller():
+    """threadpoolctl's controller of the loaded BLAS libraries (made once), or False without it."""
     global _BLAS_ONE_THREAD
     if _BLAS_ONE_THREAD is None:
         try:
+            from scipy.linalg import lapack  # noqa: F401  (load scipy's OpenBLAS before looking)
             from threadpoolctl import ThreadpoolController
             _BLAS_ONE_THREAD = ThreadpoolController()
         except ImportError:  # pragma: no cover - threadpoolctl is a dependency
             _BLAS_ONE_THREAD = False
-    return _BLAS_ONE_THREAD.limit(limits=1, user_api="blas") if _BLAS_ONE_THREAD else None
+    return _BLAS_ONE_THREAD
+
+
+def _one_blas_thread():
+    """A context that runs numpy's and scipy's BLAS/LAPACK on one thread (the limit applies from
+    this call until the context exits: use it in a ``with`` at once), or None without
+    threadpoolctl: on a busy 2-core machine a threaded 256 x 256 eigensolver is 30x slower than
+    a single thread."""
+    ctl = _blas_controller()
+    return ctl.limit(limits=1, user_api="blas") if ctl else None
+
+
+#: entries per block up to which :func:`_bmm` multiplies on one BLAS thread (numpy/OpenBLAS)
+SMALL_BLOCK = 2**20
+
+
+def _bmm(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Batched a @ b; small real CPU blocks by numpy's matmul on one OpenBLAS thread (measured
+    for the Mixer's 256 x 768 blocks on one core: the Gram 10 ms against 17 ms for torch's bmm),
+    otherwise torch's."""
+    ctx = (_one_blas_thread() if a.device.type == "cpu" and not a.is_complex()
+           and a.dtype == b.dtype and a.dtype in (torch.float64, torch.float32)
+           and a[0].numel() <= SMALL_BLOCK and b[0].numel() <= SMALL_BLOCK else None)
+    if ctx is None:
+        return a @ b
+    with ctx:
+        return torch.from_numpy(np.matmul(a.numpy(), b.numpy()))
 
 
 #: the partial eigensolver pays when at most this fraction of the eigenvalues exceeds the floor
@@ -134,7 +160,8 @@ def _svd_wide(A: torch.Tensor):
 
 
 def svt_gram(Z: torch.Tensor, tau: float, accuracy: float = GRAM_ACCURACY,
-             rank_hint: int | None = None, ranks: list | None = None):
+             rank_hint: int | None = None, ranks: list | None = None,
+             factors: list | None = None, out: torch.Tensor | None = None):
     r"""The same prox as :func:`svt` without a full SVD, and the nuclear norm of the result.
 
     Per block, with :math:`A=Z_j` taken on its short side (:math:`p\le q`):
@@ -152,6 +179,9 @@ def svt_gram(Z: torch.Tensor, tau: float, accuracy: float = GRAM_ACCURACY,
     :data:`PARTIAL_FRACTION` p, the eigenpairs come from the partial eigensolver
     (:func:`top_eigh`), else from the full one; the result is the same either way (the hint only
     picks the faster exact route).  ``ranks``: a list that receives the largest rank over the blocks.
+    ``factors``: a list that receives ``(F, R)`` with SVT(Z)_j = F_j R_j (F (P, p, k), R (P, k, q))
+    when every block went the Gram route on its wide side (else ``None``).  ``out``: a tensor
+    like Z (not Z) that receives the result when every block is active on its wide side.
     Returns ``(SVT(Z), sum of its nuclear norms)``."""
     P, p, q = Z.shape
     if Z.is_complex():
@@ -168,7 +198,7 @@ def svt_gram(Z: torch.Tensor, tau: float, accuracy: float = GRAM_ACCURACY,
         return torch.zeros_like(Z), 0.0
     Aa = A if n_act == P else A[act]  # no copy when every block is active
     partial = rank_hint is not None and rank_hint <= PARTIAL_FRACTION * A.shape[1]
-    lam, U = top_eigh(Aa @ Aa.transpose(1, 2), tau * tau, partial)  # ascending, all > tau^2
+    lam, U = top_eigh(_bmm(Aa, Aa.transpose(1, 2)), tau * tau, partial)  # ascending, > tau^2
     k = lam.shape[1]
     if ranks is not None:
         ranks.append(k)
@@ -176,7 +206,18 @@ def svt_gram(Z: torch.Tensor, tau: float, accuracy: float = GRAM_ACCURACY,
         return torch.zeros_like(Z), 0.0
     sig = lam.clamp(min=tau * tau).sqrt()  # sigma <= tau get weight 0 below
     wgt = torch.where(sig > tau, 1.0 - tau / sig, 0.0)  # 0 on the padding (and at tau = 0)
-    res = (U * wgt[:, None, :]) @ (U.transpose(1, 2) @ Aa)
+    Fk, Rk = U * wgt[:, None, :], _bmm(U.transpose(1, 2), Aa)
+    into = out if (out is not None and wide and n_act == P and out.dtype == torch.float64
+                   and out.device == A.device and out.is_contiguous()) else None
+    if into is not None and out.device.type == "cpu" and _blas_controller() \
+            and Fk[0].numel() <= SMALL_BLOCK and Rk[0].numel() <= SMALL_BLOCK:
+        with _one_blas_thread():
+            np.matmul(Fk.numpy(), Rk.numpy(), out=into.numpy())
+        res = into
+    elif into is not None:
+        res = torch.matmul(Fk, Rk, out=into)
+    else:
+        res = _bmm(Fk, Rk)
     nuc_b = (sig - tau).sum(dim=1)
     eps = float(np.finfo(np.float64).eps)
     bad = eps * (sig[:, -1] / tau) ** 2 > accuracy  # the Gram would be inaccurate: SVD instead
@@ -186,6 +227,9 @@ def svt_gram(Z: torch.Tensor, tau: float, accuracy: float = GRAM_ACCURACY,
         res[bad] = (Ub * sb[:, None, :]) @ Vb
         nuc_b[bad] = sb.sum(dim=1)
     nuc = float(nuc_b.sum())
+    if factors is not None:
+        whole = wide and n_act == P and not bool(bad.any())
+        factors.append((Fk.to(Z.dtype), Rk.to(Z.dtype)) if whole else None)
     if n_act == P:
         out = res
     else:
@@ -206,7 +250,7 @@ def spectral_upper(G: torch.Tensor) -> float:
     if G.shape[1] > G.shape[2]:
         G = G.transpose(1, 2)
     k = G.shape[1]
-    C = G @ G.transpose(1, 2)
+    C = _bmm(G, G.transpose(1, 2))
     lam = torch.linalg.eigvalsh(C)[:, -1]
     pad = 2.0 * (k + G.shape[2]) * float(np.finfo(np.float64).eps) * G.square().sum(dim=(1, 2))
     return float((lam.clamp(min=0) + pad).sqrt().max())
@@ -282,6 +326,25 @@ class _Design:
     def out(self, W):
         return self.B @ W.reshape(-1, self.c)
 
+    def out_factored(self, F, R):
+        r"""B w for Z_j = F_j R_j (F (P, p, k), R (P, k, q)) without forming Z: with B's columns
+        read as (j, row r of Z_j, column block a of Z_j), :math:`H_{jan\cdot}=\sum_r B[n,j,r,a]
+        F_j[r,\cdot]` and then one (rows, P (q/c) k) x (P (q/c) k, c) product; (k (p + q) c)/(p q)
+        of the dense product's work per row.  None when that is not cheaper (k large) or the
+        permuted copy of B would be large."""
+        P, p, q = self.shape
+        k, a = F.shape[2], q // self.c
+        if k == 0 or 2 * k * (p + q) > p * q or self.B.numel() > 2**23:
+            return None
+        if getattr(self, "_Bp", None) is None:  # (P, (q/c) rows, p): B's columns by (j, a | r)
+            n = self.B.shape[0]
+            self._Bp = self.B.reshape(n, P, p, a).permute(1, 3, 0, 2).reshape(P, a * n, p).contiguous()
+        H = _bmm(self._Bp, F.to(self._Bp.dtype))  # (P, a n, k)
+        n = self.B.shape[0]
+        H = H.reshape(P, a, n, k).permute(2, 0, 1, 3).reshape(n, P * a * k)
+        Rr = R.to(H.dtype).reshape(P, k, a, self.c).permute(0, 2, 1, 3).reshape(P * a * k, self.c)
+        return H @ Rr
+
     def _loss_grad(self, U):
         """L(U) (a sum) and dL/dU, explicitly."""
         if self.loss == "squared":
@@ -300,9 +363,12 @@ class _Design:
     def f_grad(self, W):
         return self.f_grad_out(self.out(W))
 
-    def f_grad_out(self, U):
-        """f and its gradient from the outputs U = B w (one product with B^T)."""
+    def f_grad_out(self, U, out=None):
+        """f and its gradient from the outputs U = B w (one product with B^T; into ``out``)."""
         value, G = self._loss_grad(U)
+        if out is not None:
+            torch.matmul(self.B.transpose(0, 1), G, out=out.view(-1, self.c))
+            return value, out
         return value, (self.B.transpose(0, 1) @ G).reshape(self.shape)
 
     def rel_gap(self, W, beta, nuc, U=None):
@@ -443,28 +509,40 @@ def fista(head, beta: float, max_iter: int = 20000, tol: float = 1e-6, check_eve
     # round-off allowed in the sufficient-decrease test: float32 values carry ~1e-7 relative noise,
     # which a 1e-13 slack turns into spurious step halvings (L grows until FISTA stalls)
     slack = 1e-13 if head.Xt.dtype == torch.float64 else 64 * float(torch.finfo(head.Xt.dtype).eps)
-    nuc, rank, ranks = 0.0, None, []  # rank: the last prox's, the hint of the next one
+    nuc, rank, ranks, factors = 0.0, None, [], []  # rank: the last prox's, the next one's hint
     # the design is linear: B y = (1 + m) B z+ - m B z for the extrapolated y, so each iteration
     # costs one product B z+ (the sufficient-decrease test's) and one with B^T (the gradient)
     linear = isinstance(smooth, _Design)
     out_z = out_y = smooth.out(Z) if linear else None
+    # the full-size temporaries (step, prox, differences, gradient) reuse buffers on the CPU:
+    # fresh 10 MB tensors each iteration cost page faults (measured, 8 x 256 x 768 float64: five
+    # such operations 42 ms with fresh tensors against 14 ms in place)
+    buf = ({name: torch.empty_like(Z) for name in ("g", "step", "spare", "D", "dZ")}
+           if linear and fast_prox and dev.type == "cpu" else None)
+
+    def out_of(name):
+        return {"out": buf[name]} if buf else {}
     with one_thread(small):  # Gram iterations never touch the data: small matrices only
         for it in bar:
-            fy, gy = smooth.f_grad_out(out_y) if linear else smooth.f_grad(Yk)
+            fy, gy = (smooth.f_grad_out(out_y, out=buf["g"] if buf else None) if linear
+                      else smooth.f_grad(Yk))
             while True:
-                step = torch.add(Yk, gy, alpha=-1.0 / L)  # Y - grad / L, one pass
+                step = torch.add(Yk, gy, alpha=-1.0 / L, **out_of("step"))  # Y - grad / L
                 if fast_prox:
-                    Zn, nuc_n = svt_gram(step, beta / L, rank_hint=rank, ranks=ranks)
+                    Zn, nuc_n = svt_gram(step, beta / L, rank_hint=rank, ranks=ranks,
+                                         factors=factors if linear else None, **out_of("spare"))
                     rank = ranks.pop()
                 else:
                     Zn = svt(step, beta / L)
-                D = Zn - Yk
+                D = torch.sub(Zn, Yk, **out_of("D"))
                 dd = dot(D, D)
                 if smooth.quadratic:
                     ok = smooth.curvature(D) <= L * dd * (1 + 1e-12)
                 else:
                     if linear:
-                        out_n = smooth.out(Zn)
+                        fac = factors.pop() if factors else None
+                        out_n = None if fac is None else smooth.out_factored(*fac)
+                        out_n = smooth.out(Zn) if out_n is None else out_n
                         fz = smooth._loss_grad(out_n)[0]
                     else:
                         fz = smooth.f(Zn)
@@ -472,16 +550,21 @@ def fista(head, beta: float, max_iter: int = 20000, tol: float = 1e-6, check_eve
                 if ok or dd == 0:
                     break
                 L *= 2.0
-            dZ = Zn - Z
+            dZ = torch.sub(Zn, Z, **out_of("dZ"))
             momentum = dot(D, dZ) >= 0  # <Y - Z+, Z+ - Z> <= 0; adaptive restart otherwise
             restarts += not momentum
             tk = tk if momentum else 1.0
             t_next = 0.5 * (1 + np.sqrt(1 + 4 * tk * tk))
-            Yk = torch.add(Zn, dZ, alpha=(tk - 1) / t_next) if momentum else Zn.clone()
+            if buf:  # Yk has its own buffer, never Z's or Zn's
+                Yk = torch.add(Zn, dZ, alpha=(tk - 1) / t_next, out=Yk) if momentum else Yk.copy_(Zn)
+            else:
+                Yk = torch.add(Zn, dZ, alpha=(tk - 1) / t_next) if momentum else Zn.clone()
             if linear:
                 out_y = (torch.add(out_n, out_n - out_z, alpha=(tk - 1) / t_next) if momentum
                          else out_n)
                 out_z = out_n
+            if buf and Zn is buf["spare"]:  # the old iterate's buffer takes the next prox
+                buf["spare"] = Z
             Z, tk = Zn, t_next
             if fast_prox:
                 nuc = nuc_n
