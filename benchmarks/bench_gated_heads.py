@@ -10,8 +10,11 @@ beta, data, gates and start) for ``--iters`` iterations with the stopping test e
   gate masks times tokens, per-token Gram matrices -- at every call), a full SVD of every block
   per prox, and the stopping test :func:`cal.solvers.evaluate` (autograd adjoint + SVD);
 * fast (the default): the stacked design built once, the prox by the Gram route
-  (:func:`cal.solvers.svt_gram`), the stopping test from the design with an upper-bounded dual
-  norm (:func:`cal.solvers.spectral_upper`).
+  (:func:`cal.solvers.svt_gram`: only the eigenpairs above tau^2, by LAPACK's partial
+  eigensolver :func:`cal.solvers.top_eigh` once the iterates' rank is small), one product with
+  the design per iteration (from the prox's low-rank factors) and one with its transpose,
+  full-size temporaries in buffers allocated once, the stopping test from the design with an
+  upper-bounded dual norm (:func:`cal.solvers.spectral_upper`).
 
 A third run, fast with ``dtype='float32'`` (float32 iterations; the returned certificate is
 still float64), shows what single precision adds.

@@ -138,6 +138,26 @@ def test_fast_path_with_the_partial_eigensolver_takes_the_reference_steps(monkey
         assert abs(ga - gb) <= 1e-6 * max(gb, 1e-12)
 
 
+@pytest.mark.parametrize("kind, X_shape, n_gates", [("mixer", (20, 16, 3), 3),
+                                                     ("self_attention", (20, 6, 3), 2)])
+def test_design_product_from_factors_is_the_dense_product(kind, X_shape, n_gates):
+    """B w for Z_j = F_j R_j from the factors (what FISTA uses after a low-rank prox) equals the
+    product with the dense Z to round-off."""
+    fista_mod = importlib.import_module("cvxattn_lib.solvers.fista")
+    rng = np.random.default_rng(2)
+    X, y = rng.standard_normal(X_shape), rng.integers(0, 7, X_shape[0])
+    head = cal.solvers.HEADS[kind].build(X, y, "gated_relu", None, n_gates, 0, "cross_entropy",
+                                         "cpu", torch.float64)
+    smooth = fista_mod._Design(head, None)
+    P, p, q = head.shape
+    gen = torch.Generator().manual_seed(3)
+    F = torch.randn(P, p, 2, generator=gen, dtype=torch.float64)
+    R = torch.randn(P, 2, q, generator=gen, dtype=torch.float64)
+    got, want = smooth.out_factored(F, R), smooth.out(F @ R)
+    assert got is not None and got.shape == want.shape
+    assert float((got - want).abs().max()) <= 1e-12 * float(want.abs().max())
+
+
 def _blocks(seed, P=4, p=48, q=96, rank=5, noise=1e-2):
     """Blocks of rank ``rank`` plus ``noise`` x a full-rank block (noise=0: exactly low rank)."""
     gen = torch.Generator().manual_seed(seed)

@@ -1,8 +1,10 @@
 r"""Accelerated proximal gradient (FISTA) for :math:`\min_Z f(Z)+\beta\sum_j\|Z_j\|_*`, full batch.
 
-* :math:`f(Z)=L(\mathcal{A}(Z))`, its gradient :math:`\mathcal{A}^*(\nabla L)` by autograd;
+* :math:`f(Z)=L(\mathcal{A}(Z))`, its gradient :math:`\mathcal{A}^*(\nabla L)` (by autograd, or
+  through the stacked design; see :func:`fista`);
 * prox of :math:`\tau\|\cdot\|_*` = singular-value soft-thresholding,
-  :math:`\operatorname{prox}(Z)=U\max(S-\tau,0)V^\top` (batched SVD over the gates);
+  :math:`\operatorname{prox}(Z)=U\max(S-\tau,0)V^\top` (batched SVD over the gates, or the exact
+  Gram route :func:`svt_gram`);
 * step size :math:`1/L_k` by backtracking (double :math:`L_k` until
   :math:`f(Z^+)\le f(Y)+\langle\nabla f(Y),Z^+-Y\rangle+\tfrac{L_k}2\|Z^+-Y\|^2`), and a gentle
   decrease (``L_k *= shrink``) each iteration so the step follows the local curvature;
@@ -173,7 +175,8 @@ def svt_gram(Z: torch.Tensor, tau: float, accuracy: float = GRAM_ACCURACY,
     input dtype.  The Gram squares the condition number: the relative error grows like
     :math:`\epsilon(\sigma_1/\tau)^2` (measured: 100x or more below it for sigma_1 / tau from 1e2 to
     1e5, with a cluster of singular values at tau: 1e-10 at 1e5); blocks where that exceeds
-    ``accuracy`` fall back to the SVD (of the p x p factor of a QR when q >= 2p).
+    ``accuracy`` fall back to the SVD (of the p x p factor of a QR when q >= 2p).  Only the
+    eigenpairs above :math:`\tau^2` are used; small CPU blocks are multiplied on one BLAS thread.
 
     ``rank_hint``: the rank expected (FISTA passes the previous iterate's): at most
     :data:`PARTIAL_FRACTION` p, the eigenpairs come from the partial eigensolver
@@ -293,9 +296,9 @@ class _Autograd:
 
 class _Design:
     r"""f = L(B w) through the stacked design B (rows, P m) built once (:meth:`~.heads.ConvexHead.
-    stacked_design`), with the loss gradient written out: an iteration costs two products with B
-    and never recomputes the data products (gate masks times tokens, per-token Grams) that do not
-    depend on Z.  Any loss; real heads whose design fits in ``design_limit`` entries."""
+    stacked_design`), with the loss gradient written out: an iteration costs a product with B and
+    one with B^T and never recomputes the data products (gate masks times tokens, per-token Grams)
+    that do not depend on Z.  Any loss; real heads whose design fits in ``design_limit`` entries."""
 
     quadratic = False
 
@@ -443,17 +446,21 @@ def fista(head, beta: float, max_iter: int = 20000, tol: float = 1e-6, check_eve
       iteration costs nothing per sample; the stopping test uses the same certificate computed
       from Gram quantities;
     * ``design``: the stacked design B (rows, P m), built once (``'auto'``: real heads whose B has
-      at most ``design_limit`` entries): two products with B per gradient, the data products
-      (gate masks times tokens, per-token Grams) never recomputed; the stopping test is the
-      certificate from B, with the dual norm bounded from above (:func:`spectral_upper`);
+      at most ``design_limit`` entries): per iteration one product B z+ (from the prox's low-rank
+      factors when cheaper, :meth:`_Design.out_factored`; B y of the extrapolated point follows by
+      linearity) and one with B^T (the gradient), the data products (gate masks times tokens,
+      per-token Grams) never recomputed; the stopping test is the certificate from B, with the
+      dual norm bounded from above (:func:`spectral_upper`); on the CPU the full-size
+      temporaries live in buffers allocated once;
     * else autograd through ``head.forward`` over sample batches, the stopping test
       :func:`.certify.evaluate` on the float64 head.
 
     ``zero_test``: first check whether Z = 0 is optimal (the gradient at 0 has dual norm <= beta,
     exactly as :func:`.certify.beta_max` computes it) and return it without iterating.
 
-    ``prox``: ``'auto'`` (:func:`svt_gram`: the Gram route with a partial eigendecomposition,
-    skipping blocks with Frobenius norm <= the threshold; the SVD where the Gram would be
+    ``prox``: ``'auto'`` (:func:`svt_gram`: the Gram route, the eigenpairs above the threshold
+    only -- by the partial eigensolver :func:`top_eigh` when the previous iterate's rank is small
+    --, skipping blocks with Frobenius norm <= the threshold; the SVD where the Gram would be
     inaccurate) or ``'svd'`` (:func:`svt`, a full SVD of every block).  ``gram=False,
     design=False, prox='svd', zero_test=False`` is the reference path (the solver before these shortcuts).
     Whatever the path, the returned certificate is recomputed on the data in float64.
