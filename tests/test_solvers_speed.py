@@ -110,7 +110,7 @@ def test_fast_and_reference_paths_take_the_same_steps():
 
 def test_fast_path_with_the_partial_eigensolver_takes_the_reference_steps(monkeypatch):
     """The same comparison with the partial eigensolver forced on every prox after the first
-    (PARTIAL_FRACTION = 1), on the benchmark's block shape (s = 16: 256 x dc blocks): the iterates,
+    (PARTIAL_FRACTION = 1), on 256 x 64 blocks (s = 16 as in the benchmark): the iterates,
     objectives and stopping-test gaps still agree with the reference path (full SVD) to round-off."""
     fista_mod = importlib.import_module("cvxattn_lib.solvers.fista")
     used = []
@@ -122,7 +122,7 @@ def test_fast_path_with_the_partial_eigensolver_takes_the_reference_steps(monkey
 
     monkeypatch.setattr(fista_mod, "PARTIAL_FRACTION", 1.0)
     monkeypatch.setattr(fista_mod, "top_eigh", spy)
-    X, Y = tokens(5, n=12, s=16, d=2, c=3)
+    X, Y = tokens(5, n=12, s=16, d=4, c=16)  # blocks 256 x 64: a 64 x 64 Gram
     common = dict(activation="gated_relu", n_gates=2, loss="cross_entropy", device="cpu", tol=1e-14,
                   max_iter=20, check_every=10, progress=False)
     with warnings.catch_warnings():
@@ -158,7 +158,7 @@ def test_design_product_from_factors_is_the_dense_product(kind, X_shape, n_gates
     assert float((got - want).abs().max()) <= 1e-12 * float(want.abs().max())
 
 
-def _blocks(seed, P=4, p=48, q=96, rank=5, noise=1e-2):
+def _blocks(seed, P=4, p=64, q=128, rank=5, noise=1e-2):
     """Blocks of rank ``rank`` plus ``noise`` x a full-rank block (noise=0: exactly low rank)."""
     gen = torch.Generator().manual_seed(seed)
     U = torch.randn(P, p, rank, generator=gen, dtype=torch.float64)
@@ -166,7 +166,7 @@ def _blocks(seed, P=4, p=48, q=96, rank=5, noise=1e-2):
     return U @ V + noise * torch.randn(P, p, q, generator=gen, dtype=torch.float64)
 
 
-@pytest.mark.parametrize("rank, noise", [(5, 0.0), (5, 1e-2), (3, 1.0), (48, 0.0)])
+@pytest.mark.parametrize("rank, noise", [(5, 0.0), (5, 1e-2), (3, 1.0), (64, 0.0)])
 def test_partial_eigensolver_gives_the_full_eigenpairs(rank, noise):
     """top_eigh(partial=True) (LAPACK dsyevr on the interval above the floor) returns the same
     eigenvalues above the floor as the full eigh and the same eigenvectors (up to sign), padded
@@ -198,17 +198,28 @@ def test_partial_eigensolver_gives_the_full_eigenpairs(rank, noise):
         assert float((proj_p - proj_f).abs().max()) <= 1e-11 * scale
 
 
-@pytest.mark.parametrize("rank, noise", [(5, 0.0), (5, 1e-2), (3, 1.0), (48, 0.0)])
-def test_svt_gram_with_the_partial_eigensolver_is_the_svt(rank, noise):
+@pytest.mark.parametrize("rank, noise", [(5, 0.0), (5, 1e-2), (3, 1.0), (64, 0.0)])
+def test_svt_gram_with_the_partial_eigensolver_is_the_svt(rank, noise, monkeypatch):
     """svt_gram with a rank hint that picks the partial eigensolver equals the full SVD's prox
     and its nuclear norm to round-off, on low-rank, low-rank + noise and full-rank blocks, for
     thresholds that keep a few, most or none of the singular values; ``ranks`` gets the rank."""
     A = _blocks(10 + rank, rank=rank, noise=noise)
     sv = torch.linalg.svdvals(A)
+    fista_mod = importlib.import_module("cvxattn_lib.solvers.fista")
+    top, calls = fista_mod.top_eigh, []
+
+    def spy(C, floor, partial=False):
+        calls.append(partial)
+        return top(C, floor, partial)
+
     for tau in (float(sv[:, 2].min()) * 0.999, float(sv.max()) * 1e-3, float(sv.max()) * 1.01):
         want = cal.solvers.svt(A, tau)
         ranks = []
-        got, nuc = cal.solvers.svt_gram(A, tau, rank_hint=0, ranks=ranks)
+        calls.clear()
+        with monkeypatch.context() as m:  # the hint 0 picks the partial eigensolver (p = 64)
+            m.setattr(fista_mod, "top_eigh", spy)
+            got, nuc = cal.solvers.svt_gram(A, tau, rank_hint=0, ranks=ranks)
+        assert calls in ([True], [])  # [] when every block is below tau (zero, no eigensolver)
         full, nuc_full = cal.solvers.svt_gram(A, tau)  # no hint: the full eigensolver
         scale = max(float(want.abs().max()), 1.0)
         assert float((got - want).abs().max()) <= 1e-11 * scale

@@ -85,6 +85,8 @@ def _one_blas_thread():
 
 #: entries per block up to which :func:`_bmm` multiplies on one BLAS thread (numpy/OpenBLAS)
 SMALL_BLOCK = 2**20
+#: ... and from which (below it torch's call costs less than the thread limit's round trip)
+TINY_BLOCK = 2**12
 
 
 def _bmm(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
@@ -93,7 +95,8 @@ def _bmm(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     otherwise torch's."""
     ctx = (_one_blas_thread() if a.device.type == "cpu" and not a.is_complex()
            and a.dtype == b.dtype and a.dtype in (torch.float64, torch.float32)
-           and a[0].numel() <= SMALL_BLOCK and b[0].numel() <= SMALL_BLOCK else None)
+           and a[0].numel() <= SMALL_BLOCK and b[0].numel() <= SMALL_BLOCK
+           and max(a[0].numel(), b[0].numel()) >= TINY_BLOCK else None)
     if ctx is None:
         return a @ b
     with ctx:
@@ -200,7 +203,8 @@ def svt_gram(Z: torch.Tensor, tau: float, accuracy: float = GRAM_ACCURACY,
             ranks.append(0)
         return torch.zeros_like(Z), 0.0
     Aa = A if n_act == P else A[act]  # no copy when every block is active
-    partial = rank_hint is not None and rank_hint <= PARTIAL_FRACTION * A.shape[1]
+    partial = (rank_hint is not None and rank_hint <= PARTIAL_FRACTION * A.shape[1]
+               and A.shape[1] >= 64)  # small Grams: the full eigh costs less than a loop
     lam, U = top_eigh(_bmm(Aa, Aa.transpose(1, 2)), tau * tau, partial)  # ascending, > tau^2
     k = lam.shape[1]
     if ranks is not None:
@@ -213,7 +217,7 @@ def svt_gram(Z: torch.Tensor, tau: float, accuracy: float = GRAM_ACCURACY,
     into = out if (out is not None and wide and n_act == P and out.dtype == torch.float64
                    and out.device == A.device and out.is_contiguous()) else None
     if into is not None and out.device.type == "cpu" and _blas_controller() \
-            and Fk[0].numel() <= SMALL_BLOCK and Rk[0].numel() <= SMALL_BLOCK:
+            and TINY_BLOCK <= into[0].numel() <= SMALL_BLOCK:
         with _one_blas_thread():
             np.matmul(Fk.numpy(), Rk.numpy(), out=into.numpy())
         res = into
