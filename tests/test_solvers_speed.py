@@ -3,6 +3,7 @@ dual norm in the stopping test, zero test) against the reference path and the CV
 float64; beta_max and beta given as a fraction of it.  No wall-clock asserts: the speed is measured
 by benchmarks/bench_gated_heads.py."""
 
+import importlib
 import warnings
 
 import numpy as np
@@ -105,6 +106,130 @@ def test_fast_and_reference_paths_take_the_same_steps():
     for (_, va, ga, _), (_, vb, gb, _) in zip(fast.history, ref.history):
         assert abs(va - vb) <= 1e-10 * abs(vb)
         assert ga >= 0 and gb >= 0 and abs(ga - gb) <= 1e-6 * max(gb, 1e-12)
+
+
+def test_fast_path_with_the_partial_eigensolver_takes_the_reference_steps(monkeypatch):
+    """The same comparison with the partial eigensolver forced on every prox after the first
+    (PARTIAL_FRACTION = 1), on 256 x 64 blocks (s = 16 as in the benchmark): the iterates,
+    objectives and stopping-test gaps still agree with the reference path (full SVD) to round-off."""
+    fista_mod = importlib.import_module("cvxattn_lib.solvers.fista")
+    used = []
+    top = fista_mod.top_eigh
+
+    def spy(C, floor, partial=False):
+        used.append(partial)
+        return top(C, floor, partial)
+
+    monkeypatch.setattr(fista_mod, "PARTIAL_FRACTION", 1.0)
+    monkeypatch.setattr(fista_mod, "top_eigh", spy)
+    X, Y = tokens(5, n=12, s=16, d=4, c=16)  # blocks 256 x 64: a 64 x 64 Gram
+    common = dict(activation="gated_relu", n_gates=2, loss="cross_entropy", device="cpu", tol=1e-14,
+                  max_iter=20, check_every=10, progress=False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # max_iter reached on purpose
+        fast = cal.solvers.fit_head("mixer", X, Y, 0.02, **common)
+        ref = cal.solvers.fit_head("mixer", X, Y, 0.02, **common, **REFERENCE)
+    assert len(used) >= 20 and not used[0] and all(used[1:])
+    for a, b in zip(fast.Z, ref.Z):
+        np.testing.assert_allclose(a, b, rtol=0, atol=1e-10 * max(1.0, np.abs(b).max()))
+    assert max(np.linalg.matrix_rank(z, tol=1e-8) for z in fast.Z) >= 2  # not thresholded to 0
+    for (_, va, ga, _), (_, vb, gb, _) in zip(fast.history, ref.history):
+        assert abs(va - vb) <= 1e-10 * abs(vb)
+        assert abs(ga - gb) <= 1e-6 * max(gb, 1e-12)
+
+
+@pytest.mark.parametrize("kind, X_shape, n_gates", [("mixer", (20, 16, 3), 3),
+                                                     ("self_attention", (20, 6, 3), 2)])
+def test_design_product_from_factors_is_the_dense_product(kind, X_shape, n_gates):
+    """B w for Z_j = F_j R_j from the factors (what FISTA uses after a low-rank prox) equals the
+    product with the dense Z to round-off."""
+    fista_mod = importlib.import_module("cvxattn_lib.solvers.fista")
+    rng = np.random.default_rng(2)
+    X, y = rng.standard_normal(X_shape), rng.integers(0, 7, X_shape[0])
+    head = cal.solvers.HEADS[kind].build(X, y, "gated_relu", None, n_gates, 0, "cross_entropy",
+                                         "cpu", torch.float64)
+    smooth = fista_mod._Design(head, None)
+    P, p, q = head.shape
+    gen = torch.Generator().manual_seed(3)
+    F = torch.randn(P, p, 2, generator=gen, dtype=torch.float64)
+    R = torch.randn(P, 2, q, generator=gen, dtype=torch.float64)
+    got, want = smooth.out_factored(F, R), smooth.out(F @ R)
+    assert got is not None and got.shape == want.shape
+    assert float((got - want).abs().max()) <= 1e-12 * float(want.abs().max())
+
+
+def _blocks(seed, P=4, p=64, q=128, rank=5, noise=1e-2):
+    """Blocks of rank ``rank`` plus ``noise`` x a full-rank block (noise=0: exactly low rank)."""
+    gen = torch.Generator().manual_seed(seed)
+    U = torch.randn(P, p, rank, generator=gen, dtype=torch.float64)
+    V = torch.randn(P, rank, q, generator=gen, dtype=torch.float64)
+    return U @ V + noise * torch.randn(P, p, q, generator=gen, dtype=torch.float64)
+
+
+@pytest.mark.parametrize("rank, noise", [(5, 0.0), (5, 1e-2), (3, 1.0), (64, 0.0)])
+def test_partial_eigensolver_gives_the_full_eigenpairs(rank, noise):
+    """top_eigh(partial=True) (LAPACK dsyevr on the interval above the floor) returns the same
+    eigenvalues above the floor as the full eigh and the same eigenvectors (up to sign), padded
+    in front with (floor, 0) for blocks with fewer, for low- and full-rank Gram blocks."""
+    A = _blocks(rank + int(noise * 100), rank=rank, noise=noise)
+    A[1] *= 0.3  # fewer eigenvalues above the floor in this block: padding
+    C = A @ A.transpose(1, 2)
+    lam_all = torch.linalg.eigvalsh(C)
+    mid = float(lam_all[0, -3] + lam_all[0, -4]) / 2  # floors between eigenvalues
+    for floor in (mid, float(lam_all.max()) * 1e-3, float(lam_all.max()) * 1e-9):
+        fl, fu = cal.solvers.top_eigh(C, floor, partial=False)
+        pl, pu = cal.solvers.top_eigh(C, floor, partial=True)
+        assert pl.shape == fl.shape and pu.shape == fu.shape
+        k = fl.shape[1]
+        assert k == int((lam_all > floor).sum(dim=1).max())
+        scale = float(lam_all.max())
+        assert float((pl - fl).abs().max()) <= 1e-12 * scale
+        gaps = torch.diff(lam_all, dim=1).abs()
+        for j in range(C.shape[0]):
+            n_j = int((lam_all[j] > floor).sum())
+            assert float(pl[j, :k - n_j].sub(floor).abs().sum()) == 0.0  # the padding
+            assert float(pu[j, :, :k - n_j].abs().sum()) == 0.0
+            if n_j and float(gaps[j, -n_j:].min()) > 1e-6 * scale:  # simple eigenvalues: vectors
+                cos = (pu[j, :, k - n_j:] * fu[j, :, k - n_j:]).sum(dim=0).abs()
+                assert float((cos - 1).abs().max()) <= 1e-9
+        # the projections the prox uses agree whatever the multiplicities
+        proj_p = (pu * pl[:, None, :]) @ pu.transpose(1, 2)
+        proj_f = (fu * fl[:, None, :]) @ fu.transpose(1, 2)
+        assert float((proj_p - proj_f).abs().max()) <= 1e-11 * scale
+
+
+@pytest.mark.parametrize("rank, noise", [(5, 0.0), (5, 1e-2), (3, 1.0), (64, 0.0)])
+def test_svt_gram_with_the_partial_eigensolver_is_the_svt(rank, noise, monkeypatch):
+    """svt_gram with a rank hint that picks the partial eigensolver equals the full SVD's prox
+    and its nuclear norm to round-off, on low-rank, low-rank + noise and full-rank blocks, for
+    thresholds that keep a few, most or none of the singular values; ``ranks`` gets the rank."""
+    A = _blocks(10 + rank, rank=rank, noise=noise)
+    sv = torch.linalg.svdvals(A)
+    fista_mod = importlib.import_module("cvxattn_lib.solvers.fista")
+    top, calls = fista_mod.top_eigh, []
+
+    def spy(C, floor, partial=False):
+        calls.append(partial)
+        return top(C, floor, partial)
+
+    for tau in (float(sv[:, 2].min()) * 0.999, float(sv.max()) * 1e-3, float(sv.max()) * 1.01):
+        want = cal.solvers.svt(A, tau)
+        ranks = []
+        calls.clear()
+        with monkeypatch.context() as m:  # the hint 0 picks the partial eigensolver (p = 64)
+            m.setattr(fista_mod, "top_eigh", spy)
+            got, nuc = cal.solvers.svt_gram(A, tau, rank_hint=0, ranks=ranks)
+        assert calls in ([True], [])  # [] when every block is below tau (zero, no eigensolver)
+        full, nuc_full = cal.solvers.svt_gram(A, tau)  # no hint: the full eigensolver
+        scale = max(float(want.abs().max()), 1.0)
+        assert float((got - want).abs().max()) <= 1e-11 * scale
+        assert float((got - full).abs().max()) <= 1e-11 * scale
+        want_nuc = float(torch.linalg.matrix_norm(want, ord="nuc").sum())
+        assert abs(nuc - want_nuc) <= 1e-10 * max(want_nuc, 1.0)
+        assert abs(nuc - nuc_full) <= 1e-10 * max(want_nuc, 1.0)
+        assert ranks == [int((sv > tau).sum(dim=1).max())]
+        tall, _ = cal.solvers.svt_gram(A.transpose(1, 2), tau, rank_hint=0)  # the other side
+        assert float((tall.transpose(1, 2) - want).abs().max()) <= 1e-11 * scale
 
 
 @pytest.mark.parametrize("shape", [(3, 5, 9), (3, 9, 5), (2, 6, 6), (4, 40, 120)])
