@@ -528,7 +528,8 @@ def fista(head, beta: float, max_iter: int = 20000, tol: float = 1e-6, check_eve
     # the full-size temporaries (step, prox, differences, gradient) reuse buffers on the CPU:
     # fresh 12.6 MB tensors each iteration are slow to allocate (measured, 8 x 256 x 768 float64:
     # the step's four full-size results and three dots, 42 ms fresh against 14 ms in place)
-    buf = ({name: torch.empty_like(Z) for name in ("g", "step", "spare", "D", "dZ")}
+    buf = ({name: torch.empty_like(Z, memory_format=torch.contiguous_format)
+            for name in ("g", "step", "spare", "D", "dZ")}
            if linear and fast_prox and dev.type == "cpu" else None)
 
     def out_of(name):
