@@ -90,16 +90,22 @@ def test_fast_path_reaches_the_reference_and_cvxpy_optimum(kind, activation, los
         assert abs(fit.value - p_cvx) <= MATCH * abs(p_cvx) + 1e-6  # CVXPY's own accuracy
 
 
+def gated_mixer_fast_and_reference(data, beta, n_gates, max_iter):
+    """The gated Mixer fitted from the same start by the fast path and the reference path
+    (:data:`REFERENCE`), stopping tests every 10 iterations, ``max_iter`` iterations exactly."""
+    X, Y = data
+    common = dict(activation="gated_relu", n_gates=n_gates, loss="cross_entropy", device="cpu", tol=1e-14,
+                  max_iter=max_iter, check_every=10, progress=False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # max_iter reached on purpose
+        return (cal.solvers.fit_head("mixer", X, Y, beta, **common),
+                cal.solvers.fit_head("mixer", X, Y, beta, **common, **REFERENCE))
+
+
 def test_fast_and_reference_paths_take_the_same_steps():
     """Same start, same rule: after 40 iterations the iterates agree to round-off (mixer gated,
     the head whose fast path the benchmark times), with history at the same iterations."""
-    X, Y = tokens(3, n=16, s=4, d=3, c=4)
-    common = dict(activation="gated_relu", n_gates=3, loss="cross_entropy", device="cpu", tol=1e-14,
-                  max_iter=40, check_every=10, progress=False)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)  # max_iter reached on purpose
-        fast = cal.solvers.fit_head("mixer", X, Y, 0.05, **common)
-        ref = cal.solvers.fit_head("mixer", X, Y, 0.05, **common, **REFERENCE)
+    fast, ref = gated_mixer_fast_and_reference(tokens(3, n=16, s=4, d=3, c=4), 0.05, n_gates=3, max_iter=40)
     assert [h[0] for h in fast.history] == [h[0] for h in ref.history] == [10, 20, 30, 40]
     for a, b in zip(fast.Z, ref.Z):
         np.testing.assert_allclose(a, b, rtol=0, atol=1e-10 * max(1.0, np.abs(b).max()))
@@ -122,13 +128,8 @@ def test_fast_path_with_the_partial_eigensolver_takes_the_reference_steps(monkey
 
     monkeypatch.setattr(fista_mod, "PARTIAL_FRACTION", 1.0)
     monkeypatch.setattr(fista_mod, "top_eigh", spy)
-    X, Y = tokens(5, n=12, s=16, d=4, c=16)  # blocks 256 x 64: a 64 x 64 Gram
-    common = dict(activation="gated_relu", n_gates=2, loss="cross_entropy", device="cpu", tol=1e-14,
-                  max_iter=20, check_every=10, progress=False)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)  # max_iter reached on purpose
-        fast = cal.solvers.fit_head("mixer", X, Y, 0.02, **common)
-        ref = cal.solvers.fit_head("mixer", X, Y, 0.02, **common, **REFERENCE)
+    # blocks 256 x 64: a 64 x 64 Gram
+    fast, ref = gated_mixer_fast_and_reference(tokens(5, n=12, s=16, d=4, c=16), 0.02, n_gates=2, max_iter=20)
     assert len(used) >= 20 and not used[0] and all(used[1:])
     for a, b in zip(fast.Z, ref.Z):
         np.testing.assert_allclose(a, b, rtol=0, atol=1e-10 * max(1.0, np.abs(b).max()))
