@@ -51,7 +51,11 @@ def execnb():
 @pytest.fixture(scope="session")
 def lab(tmp_path_factory):
     """JupyterLab in fast mode on 127.0.0.1, serving a temporary copy of the repository's
-    ``notebooks/`` (as ``notebooks/``) plus generated ``harness/`` notebooks."""
+    ``notebooks/`` (as ``notebooks/``) plus generated ``harness/`` notebooks.
+
+    For measuring, not for CI: ``CVXATTN_BROWSER_FULL=1`` runs the notebooks at full size and
+    ``CVXATTN_BROWSER_DATA=PATH`` gives the kernels that data root (e.g. one whose ``cache/paths/``
+    ``bash scripts/main.sh`` filled) instead of an empty temporary one."""
     import browser_helpers as bh
 
     bh.require_browser()
@@ -60,7 +64,9 @@ def lab(tmp_path_factory):
                     ignore=shutil.ignore_patterns(".ipynb_checkpoints"))
     bh.write_harness_notebook(root / "harness" / "harness.ipynb")
     bh.write_harness_notebook(root / "harness" / "failing.ipynb", fail=True)
-    env = {"CVXATTN_FAST": "1", "CVXATTN_DATA": str(tmp_path_factory.mktemp("data"))}
+    full = os.environ.get("CVXATTN_BROWSER_FULL") == "1"
+    env = {"CVXATTN_FAST": "0" if full else "1",
+           "CVXATTN_DATA": os.environ.get("CVXATTN_BROWSER_DATA") or str(tmp_path_factory.mktemp("data"))}
     with bh.jupyterlab(root, tmp_path_factory.mktemp("lab_home"), env) as server:
         yield server
 
