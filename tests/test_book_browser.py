@@ -2,16 +2,19 @@
 
 The book is built by scripts/build_book.py from notebooks executed in fast mode into
 build/book-test/notebooks/ (kept between runs: a notebook runs again only when its cells changed
-or its copy is missing), into build/book-test/book/, so the full-mode book of scripts/main.sh in
-build/book/ is left alone.  The test walks the whole book with its "next" links from the landing
-page and back with "previous", and on every page checks that MathJax rendered every formula (no
-``mjx-merror``, no ``$`` or ``$$`` left in the text outside code), that every image loaded, and
-that the console stayed free of errors; then it searches for a term of notebook 02.
+or its copy is missing), into build/book-test/book/ (book-gw0/, ... per pytest-xdist worker, the
+shared part built under a lock), so the full-mode book of scripts/main.sh in build/book/ is left
+alone.  The test walks the whole book with its "next" links from the landing page and back with
+"previous", and on every page checks that MathJax rendered every formula (no ``mjx-merror``, no
+``$`` or ``$$`` left in the text outside code), that every image loaded, and that the console
+stayed free of errors; then it searches for a term of notebook 02.
 Screenshots go to build/browser/book/.
 """
 
 from __future__ import annotations
 
+import fcntl
+import os
 import re
 import subprocess
 import sys
@@ -40,13 +43,19 @@ def book(execnb, tmp_path_factory):
     if not (bb.MATHJAX_DIR / bb.MATHJAX_ENTRY).exists() and not bb.shutil.which("npm"):
         bh.skip_or_fail("npm is missing and MathJax is not installed in book/node_modules")
     data = tmp_path_factory.mktemp("book_data")
-    for src in bb.discover():
-        try:
-            bb.check_executed(src, CACHE / "notebooks" / src.name)
-        except bb.BookError:  # missing, edited since it ran, or failed last time: run it again
-            execnb.execute_notebook(src, CACHE, fast=True, data_dir=data, html=False, timeout=300)
-    site = CACHE / "book"
-    chapters = bb.build(CACHE / "notebooks", site)
+    # parallel workers share the executed notebooks and the staged sources (build/book-test/): one
+    # at a time executes what is missing and builds, each into its own site, which it then serves
+    worker = os.environ.get("PYTEST_XDIST_WORKER")
+    site = CACHE / ("book" if worker is None else f"book-{worker}")
+    CACHE.mkdir(parents=True, exist_ok=True)
+    with open(CACHE / ".lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        for src in bb.discover():
+            try:
+                bb.check_executed(src, CACHE / "notebooks" / src.name)
+            except bb.BookError:  # missing, edited since it ran, or failed last time: run it again
+                execnb.execute_notebook(src, CACHE, fast=True, data_dir=data, html=False, timeout=300)
+        chapters = bb.build(CACHE / "notebooks", site)
     solutions = [c for c in chapters if (bb.NOTEBOOK_DIR / "solutions" / f"{c}.md").exists()]
     pages = (["index.html"] + [f"notebooks/{c}.html" for c in chapters]
              + ["notation.html", "provenance.html", "references.html"]
