@@ -565,19 +565,21 @@ def data_sizes(prepared: dict):
 
 
 def make_plans(heads, sizes, device_type: str, reduce_dim="auto", reduce_tokens="auto", method: str = "auto",
-               solver_options: dict | None = None, batch_size: int = 256, host_memory: int | None = None,
+               solver_options: dict | None = None, batch_size: int = 256, host_memory: int = 0,
                device_memory: int | None = None, time_budget: float = 3600.0, flops=None, width: int = 512,
                attn_heads: int = 4, epochs: int = 10) -> dict:
     """``{head: HeadPlan}`` (:mod:`.plan`) for the options of ``train``; heads without a memory model
-    are left out.  ``host_memory`` defaults to what is available now; ``device_memory`` (bytes)
-    must be given for a CUDA device (see :func:`memory_budgets`)."""
-    from .plan import CONVEX, OWN, available_host_memory, plan_head
+    are left out.  ``host_memory`` and ``device_memory`` (bytes; None on a CPU, where host and device
+    are one memory) are the budgets of :func:`memory_budgets`, the one place their defaults live."""
+    from .plan import CONVEX, OWN, plan_head
 
+    if host_memory <= 0:
+        raise ValueError(f"host_memory must be a positive number of bytes (from memory_budgets), "
+                         f"got {host_memory!r}")
     opts = dict(solver_options or {})
-    host = host_memory if host_memory is not None else available_host_memory()
     kw = dict(dtype=str(opts.get("dtype", "float64")), batch_size=batch_size, rank=opts.get("rank"),
-              n_gates=opts.get("n_gates"), device_type=device_type, host_memory=host,
-              device_memory=device_memory if device_memory is not None else host, flops=flops,
+              n_gates=opts.get("n_gates"), device_type=device_type, host_memory=host_memory,
+              device_memory=device_memory if device_memory is not None else host_memory, flops=flops,
               width=width, attn_heads=attn_heads, epochs=epochs, bm_epochs=int(opts.get("epochs", 300)))
     return {h: plan_head(h, sizes, reduce_dim, reduce_tokens, method, time_budget, **kw)
             for h in heads if h in CONVEX or h in OWN}
