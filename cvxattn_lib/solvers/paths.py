@@ -10,10 +10,11 @@ Algorithm (the glmnet / scikit-learn ``lasso_path`` pattern):
    certified relative gap ``tol``.  Squared-loss heads small enough for their Gram matrix
    :math:`H` (P m <= 4096 rows, as :func:`.fista.fista` decides) use ADMM (:func:`admm_quadratic`),
    whose exact Z-step :math:`(H+\rho I)^{-1}` keeps small β fast where FISTA's 1/L steps crawl
-   (β = 1e-3 on notebook 02's toy: FISTA 20 000 iterations, 15 s, gap 1.6e-7; ADMM 160
-   iterations, a few ms), in numpy on one BLAS thread (these products are small: threads cost
-   more than they give on a shared CPU); its warm start extrapolates the last two optima and duals
-   linearly in log β (:func:`_admm_start`); other heads use FISTA (:func:`.fista.fista`);
+   (β = 1e-3 on notebook 02's toy: FISTA 20 000 iterations, 15 s, gap 1.6e-7; ADMM, warm-started
+   on the slider's path, 160 iterations, about 4 ms), in numpy on one BLAS thread (the products
+   are small: on a shared CPU threads cost more than they give); its warm start extrapolates the
+   last two optima and duals linearly in log β (:func:`_admm_start`); other heads use FISTA
+   (:func:`.fista.fista`);
 3. each solution is returned as the fit of the matching ``cal.convex`` program
    (:class:`~cvxattn_lib.convex.attention.AttentionFit`, ``MixerFit``, ``FNOFit``, ``MLPFit``), whose
    float64 weak-duality certificate (recomputed from the data, not taken from the solver) gives the
