@@ -446,8 +446,9 @@ def admm_quadratic(form: GramForm, beta: float, Z0=None, dual0=None, tol: float 
       exceeds ``mu`` times the dual one :math:`\rho\|W-W_{prev}\|`, halved in the opposite case
       (free: the Z-step uses the eigenvalues, nothing is refactored).
 
-    ρ starts at ``RHO_START`` β (or ``rho``): on the programs of notebooks 02-04 the fastest fixed
-    ρ lies between β and 10β, and 5β took 28-60 % fewer iterations along their paths than β.
+    ρ starts at ``RHO_START`` β (or ``rho``): on the programs of notebooks 02 and 03 the fastest
+    fixed ρ lies between β and 16β, depending on β, and starting at 5β rather than β took 28-65 %
+    fewer iterations along the paths of notebooks 02-04 (same warm start and balancing).
     Stops when the weak-duality certificate at W (feasible, so the bound holds whatever the
     iteration) has relative gap <= ``tol``.  Returns ``(W (P, p, q) numpy, dual, iterations,
     converged)``.
