@@ -5,7 +5,7 @@ Algorithm (the glmnet / scikit-learn ``lasso_path`` pattern):
 1. :math:`\beta_{\max}=\max_j\|\mathcal{A}_j^*(\nabla L(0))\|_2`, the smallest β at which
    :math:`Z=0` is optimal (:func:`.certify.beta_max`); every grid point at or above it has
    :math:`Z^\star=0`, certified without iterating;
-2. the grid is walked from large β to small; each point starts from the previous point's solution
+2. the grid is walked from large β to small; each point starts from the solutions before it
    (a warm start: neighbouring optima are close, so few iterations are needed) and stops at the
    certified relative gap ``tol``.  Squared-loss heads small enough for their Gram matrix
    :math:`H` (P m <= 4096 rows, as :func:`.fista.fista` decides) use ADMM (:func:`admm_quadratic`),
