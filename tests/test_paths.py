@@ -77,8 +77,10 @@ def test_path_equals_cvxpy_at_each_beta(case):
 
 
 def test_warm_start_reaches_the_cold_optimum_in_fewer_iterations():
-    X, Y = cl.routing_clusters(n=8, s=6, K=3, noise=0.1, seed=0)[:2]
-    opts = dict(activation="gated_relu", n_gates=3, n_betas=6, eps=1e-2, progress=False, cache=False)
+    # notebook 02's toy on 16 points over three decades: neighbours close enough for a warm start
+    # to matter (on 6 points of a tiny gated toy ADMM needs 30-80 iterations a point either way)
+    X, Y = cal.toydata.attention_teacher(n=12, s=4, d=3, c=2, heads=2, noise=0.05, seed=0)[:2]
+    opts = dict(activation="linear", n_betas=16, eps=1e-3, progress=False, cache=False)
     warm = cal.solvers.regularisation_path("self_attention", X, Y, **opts)
     cold = cal.solvers.regularisation_path("self_attention", X, Y, warm_start=False, **opts)
     np.testing.assert_array_equal(warm.betas, cold.betas)
@@ -148,3 +150,43 @@ def test_bad_input_names_the_argument(kwargs, match):
     args = dict(kind="mixer", X=X, Y=Y, betas=[0.1], progress=False, cache=False) | kwargs
     with pytest.raises(ValueError, match=match):
         cal.solvers.regularisation_path(**args)
+
+
+def test_gram_form_from_the_design_equals_the_heads_gram():
+    """ADMM's Gram form built by one numpy product from the design equals the head's own Gram
+    blocks (``head.gram``, through ``fista._Quadratic``), and its eigenvalues are >= 0."""
+    import torch
+
+    from cvxattn_lib.solvers.fista import _Quadratic
+    from cvxattn_lib.solvers.heads import HEADS
+    from cvxattn_lib.solvers.paths import GramForm
+
+    X, Y = cl.routing_clusters(n=8, s=6, K=3, noise=0.1, seed=0)[:2]
+    head = HEADS["self_attention"].build(X, Y, "gated_relu", None, 3, 0, "squared", torch.device("cpu"),
+                                         torch.float64)
+    ref, got = GramForm.of_head(_Quadratic(head, None)), GramForm.of_design(head)
+    scale = np.abs(ref.H2).max()
+    np.testing.assert_allclose(got.H2, ref.H2, rtol=0, atol=1e-13 * scale)
+    np.testing.assert_allclose(got.b, ref.b, rtol=0, atol=1e-13 * np.abs(ref.b).max())
+    assert got.yy == pytest.approx(ref.yy, rel=1e-13) and got.shape == ref.shape
+    lam, Q = got.spectrum()
+    assert np.all(lam >= 0) and got.spectrum() is got.eig  # computed once
+    np.testing.assert_allclose((Q * lam) @ Q.T, got.H2, rtol=0, atol=1e-12 * scale)
+
+
+def test_admm_warm_start_predicts_a_path_linear_in_log_beta():
+    """The warm start extrapolates W and Λ/β linearly in log β from the last two points (exact for
+    such a path), scales the dual by β/β_prev from one point, and is cold without one."""
+    from cvxattn_lib.solvers.paths import _admm_start
+
+    rng = np.random.default_rng(0)
+    A, B, C, D = (rng.standard_normal((2, 3)) for _ in range(4))
+    W = lambda b: A + np.log(b) * B  # noqa: E731
+    L = lambda b: b * (C + np.log(b) * D)  # noqa: E731
+    Z0, dual0 = _admm_start([(2.0, W(2.0), L(2.0)), (1.0, W(1.0), L(1.0))], 0.5)
+    np.testing.assert_allclose(Z0, W(0.5), rtol=1e-13, atol=1e-13)
+    np.testing.assert_allclose(dual0, L(0.5), rtol=1e-13, atol=1e-13)
+    Z0, dual0 = _admm_start([(1.0, W(1.0), L(1.0))], 0.5)
+    np.testing.assert_array_equal(Z0, W(1.0))
+    np.testing.assert_allclose(dual0, 0.5 * L(1.0), rtol=1e-15)
+    assert _admm_start([], 0.5) == (None, None)

@@ -73,12 +73,18 @@ def test_token_explorer_picks_an_image_and_redraws(trained):
     _, models, images, Xte = trained
     group = explore.group_models(models, 0.1)
     assert set(group) == {"attention_linear"}  # the linear head has no token groups
-    ex = widgets.cifar_token_explorer(images, Xte, group, K=3, index=0)
+    ex = widgets.cifar_token_explorer(images, Xte, group, K=3, index=0, progress=False)
     assert "cvxattn-cifar-token-explorer" in ex._dom_classes
     assert ex.draws == 1 and ex.last["index"] == 0
+    assert ex.renders == len(ex.picker.options) == 12  # prerendered: every choice at construction
     sha = ex.last["figure_sha1"]
     ex.picker.value = 5
     assert ex.draws == 2 and ex.last["index"] == 5 and ex.last["figure_sha1"] != sha
+    assert ex.renders == 12  # a pick swaps a prerendered image
+    lazy = widgets.cifar_token_explorer(images, Xte, group, K=3, index=0, prerender=False)
+    assert lazy.renders == 1 and lazy.last["figure_sha1"] == sha
+    lazy.picker.value = 5
+    assert lazy.renders == 2 and lazy.last["figure_sha1"] == ex.last["figure_sha1"]
     assert 1 <= ex.last["groups"]["attention_linear"] <= 3
     groups = explore.image_groups(group, Xte, 5, K=3)["attention_linear"]
     assert groups.shape == (16,)  # one group per token of the 4 x 4 grid

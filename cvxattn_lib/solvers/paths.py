@@ -5,13 +5,16 @@ Algorithm (the glmnet / scikit-learn ``lasso_path`` pattern):
 1. :math:`\beta_{\max}=\max_j\|\mathcal{A}_j^*(\nabla L(0))\|_2`, the smallest β at which
    :math:`Z=0` is optimal (:func:`.certify.beta_max`); every grid point at or above it has
    :math:`Z^\star=0`, certified without iterating;
-2. the grid is walked from large β to small; each point starts from the previous point's solution
+2. the grid is walked from large β to small; each point starts from the solutions before it
    (a warm start: neighbouring optima are close, so few iterations are needed) and stops at the
    certified relative gap ``tol``.  Squared-loss heads small enough for their Gram matrix
    :math:`H` (P m <= 4096 rows, as :func:`.fista.fista` decides) use ADMM (:func:`admm_quadratic`),
    whose exact Z-step :math:`(H+\rho I)^{-1}` keeps small β fast where FISTA's 1/L steps crawl
-   (β = 1e-3 on notebook 02's toy: FISTA 20 000 iterations, 15 s, gap 1.6e-7; ADMM well under a
-   second); other heads use FISTA (:func:`.fista.fista`);
+   (β = 1e-3 on notebook 02's toy: FISTA 20 000 iterations, 15 s, gap 1.6e-7; ADMM, warm-started
+   on the slider's path, 160 iterations, about 4 ms), in numpy on one BLAS thread (the products
+   are small: on a shared CPU threads cost more than they give); its warm start extrapolates the
+   last two optima and duals linearly in log β (:func:`_admm_start`); other heads use FISTA
+   (:func:`.fista.fista`);
 3. each solution is returned as the fit of the matching ``cal.convex`` program
    (:class:`~cvxattn_lib.convex.attention.AttentionFit`, ``MixerFit``, ``FNOFit``, ``MLPFit``), whose
    float64 weak-duality certificate (recomputed from the data, not taken from the solver) gives the
@@ -29,6 +32,7 @@ gates, grid and options, written atomically) and loaded instead of recomputed.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -45,7 +49,7 @@ from tqdm.auto import tqdm
 from ..validation import choice, positive_scalar, seed_value
 from .heads import HEADS
 
-PATH_VERSION = 2  # bump when what a cached path holds, or how it is computed, changes
+PATH_VERSION = 3  # bump when what a cached path holds, or how it is computed, changes
 KINDS = ("mlp", "self_attention", "mixer", "fno")
 
 
@@ -269,9 +273,7 @@ def regularisation_path(kind: str, X, Y, betas=None, n_betas: int = 20, eps: flo
         method = "cvxpy"
     else:
         from . import certify as cert
-        from .fista import fista
-
-        from .fista import _Quadratic
+        from .fista import _one_blas_thread, fista
 
         bmax = float(cert.beta_max(head).value)
         P, p, q = head.shape
@@ -282,33 +284,37 @@ def regularisation_path(kind: str, X, Y, betas=None, n_betas: int = 20, eps: flo
             raise ValueError("solver='admm' needs the Gram form (squared loss, P m <= 4096); use "
                              "solver='fista' or 'auto'")
         form = None
-        if gram_ok and solver != "fista":
-            X3 = head._np[0]
-            form = (GramForm.spectral_fno(X3, head.Yt.detach().cpu().numpy().reshape(
-                X3.shape[0], X3.shape[1], -1)) if spectral else GramForm.of_head(_Quadratic(head, None)))
-        method = "admm" if form is not None else "fista"
-        Zt, dual = None, None
-        for done, k in enumerate(bar):
-            if status is not None:
-                status(f"solving β = {grid[k]:.3g} ({done + 1} of {grid.size}), warm-started")
-            t = time.perf_counter()
-            beta = float(grid[k])
-            if beta >= bmax:  # Z = 0 is optimal: no iterations
-                Zt, it, ok = torch.zeros(head.shape, dtype=head.zdtype(), device=dev), 0, True
-            elif form is not None:
-                W, dual, it, ok = admm_quadratic(form, beta, Z0=Zt.cpu().numpy() if warm_start
-                                                 and Zt is not None else None,
-                                                 dual0=dual if warm_start else None, tol=tol,
-                                                 max_iter=max_iter)
-                Zt = torch.as_tensor(W, device=dev)
-            else:
-                out = fista(head, beta, max_iter=max_iter, tol=tol, progress=False, head64=head,
-                            Z0=Zt if warm_start else None, check_every=check_every)
-                Zt, it, ok = out["Zt"], out["iterations"], out["converged"]
-            secs[k] = time.perf_counter() - t
-            iters[k] = it
-            fits[k] = make(grid[k], _convex_Z(head, Zt), "converged" if ok else "max_iter", method)
-            bar.set_postfix(beta=f"{grid[k]:.3g}", it=it)
+        with contextlib.ExitStack() as stack:
+            if gram_ok and solver != "fista":
+                one = _one_blas_thread()  # small numpy products: BLAS threads cost more than they give
+                if one is not None:
+                    stack.enter_context(one)
+                X3 = head._np[0]
+                form = (GramForm.spectral_fno(X3, head.Yt.detach().cpu().numpy().reshape(
+                    X3.shape[0], X3.shape[1], -1)) if spectral else GramForm.of_design(head))
+            method = "admm" if form is not None else "fista"
+            Zt, last = None, []  # last: (β, W, dual) of the last two ADMM points
+            for done, k in enumerate(bar):
+                if status is not None:
+                    status(f"solving β = {grid[k]:.3g} ({done + 1} of {grid.size}), warm-started")
+                t = time.perf_counter()
+                beta = float(grid[k])
+                if beta >= bmax:  # Z = 0 is optimal: no iterations
+                    Zt, it, ok = torch.zeros(head.shape, dtype=head.zdtype(), device=dev), 0, True
+                elif form is not None:
+                    Z0, dual0 = _admm_start(last, beta) if warm_start else (None, None)
+                    W, dual, it, ok = admm_quadratic(form, beta, Z0=Z0, dual0=dual0, tol=tol,
+                                                     max_iter=max_iter)
+                    last = [*last[-1:], (beta, W, dual)]
+                    Zt = torch.as_tensor(W, device=dev)
+                else:
+                    out = fista(head, beta, max_iter=max_iter, tol=tol, progress=False,
+                                head64=head, Z0=Zt if warm_start else None, check_every=check_every)
+                    Zt, it, ok = out["Zt"], out["iterations"], out["converged"]
+                secs[k] = time.perf_counter() - t
+                iters[k] = it
+                fits[k] = make(grid[k], _convex_Z(head, Zt), "converged" if ok else "max_iter", method)
+                bar.set_postfix(beta=f"{grid[k]:.3g}", it=it)
     path = _assemble(kind, activation, loss, method, grid, fits, iters, secs, bmax, str(dev), t0)
     if file is not None:
         arrays = {"betas": grid, "iterations": iters, "seconds": secs,
@@ -333,13 +339,32 @@ class GramForm:
         self.H2, self.b, self.yy, self.shape = H2, b, float(yy), tuple(shape)
         self.c = b.shape[1]
         self.real = real  # (P,) booleans: blocks kept real (None: all real or no constraint)
-        self.eig = None
+        self.eig = None  # (eigenvalues, eigenvectors) of H's range, from :meth:`spectrum`
 
     @classmethod
     def of_head(cls, quad):
         """From :class:`.fista._Quadratic` (a real head)."""
         return cls(quad.H2.detach().cpu().numpy(), quad.b.reshape(-1, quad.c).detach().cpu().numpy(),
                    quad.yy, quad.shape)
+
+    @classmethod
+    def of_design(cls, head):
+        r"""From a real head's design (all samples in one block): with B (rows, P m) the stacked
+        design :math:`[B_1,\dots,B_P]`, :math:`H=B^\top B`, :math:`b=B^\top Y` (the same H and b as
+        ``head.gram``, by one numpy product)."""
+        B = head.design(None).detach().cpu().numpy()  # (P, rows, m)
+        P, R, m = B.shape
+        Bf = np.ascontiguousarray(B.transpose(1, 0, 2).reshape(R, P * m))
+        Y = head.targets(None).detach().cpu().numpy().astype(Bf.dtype).reshape(R, -1)
+        return cls(Bf.T @ Bf, Bf.T @ Y, float(np.sum(Y * Y)), head.shape)
+
+    def spectrum(self):
+        r""":math:`H=Q\Lambda Q^H` (``numpy.linalg.eigh``; eigenvalues below 0 by round-off set to 0),
+        computed once and kept."""
+        if self.eig is None:
+            lam, Q = np.linalg.eigh(self.H2)
+            self.eig = (np.maximum(lam, 0.0), Q)
+        return self.eig
 
     @classmethod
     def spectral_fno(cls, X, Y):
@@ -376,6 +401,27 @@ class GramForm:
         return (value + t * GY + 0.5 * t * t * GG) / max(abs(value), 1e-300)
 
 
+#: ADMM's ρ at the start of each point, in units of β (see :func:`admm_quadratic`)
+RHO_START = 5.0
+
+
+def _svd(V, real_one: bool):
+    """Thin SVD of a (P, p, q) stack; one real block straight through LAPACK's gesdd (numpy's
+    own driver, without its stacked wrapper: 2-6 us less of an ADMM iteration's 22-29 us on
+    notebook 02's 9 x 6 Z, measured on one thread)."""
+    if real_one:
+        U, s, Vt, info = _gesdd(V[0], full_matrices=0)
+        if info == 0:
+            return U[None], s[None], Vt[None]
+    return np.linalg.svd(V, full_matrices=False)
+
+
+def _gesdd(*args, **kwargs):
+    from scipy.linalg import lapack
+
+    return lapack.dgesdd(*args, **kwargs)
+
+
 def admm_quadratic(form: GramForm, beta: float, Z0=None, dual0=None, tol: float = 1e-7,
                    max_iter: int = 50000, rho: float | None = None, alpha: float = 1.6,
                    check_every: int = 10, balance_every: int = 100, mu: float = 5.0):
@@ -383,39 +429,46 @@ def admm_quadratic(form: GramForm, beta: float, Z0=None, dual0=None, tol: float 
     \beta\sum_j\|W_j\|_*` subject to Z = W (``form``: a :class:`GramForm`), in numpy on the CPU
     (the Gram form is small: at most 4096 rows).
 
-    With :math:`H=Q\Lambda Q^H` computed once (kept on ``form`` along a path), dual
-    :math:`\Lambda_d` and over-relaxation ``alpha`` (Boyd et al. 2011, *Distributed optimization and
-    statistical learning via ADMM*), per iteration:
+    With :math:`H=Q\Lambda Q^H` (:meth:`GramForm.spectrum`, computed once and kept on ``form``
+    along a path), dual :math:`\Lambda_d` and over-relaxation ``alpha``
+    (Boyd et al. 2011, *Distributed optimization and statistical learning via ADMM*), per iteration:
 
     * :math:`Z\leftarrow(H+\rho I)^{-1}(b+\rho W-\Lambda_d)`, computed as
-      :math:`Q\,\mathrm{diag}(1/(\Lambda+\rho))\,Q^H(\cdot)`;
+      :math:`Q\,\mathrm{diag}(1/(\Lambda+\rho))\,Q^H(\cdot)` (divided in the eigenbasis: forming
+      :math:`(H+\rho I)^{-1}`, or splitting off H's null space as :math:`v/\rho` minus a correction,
+      cancels digits when :math:`\lambda_{\max}/\rho` is large, and the certified gap then stalls
+      above 1e-7 at small β on notebook 03's program);
     * :math:`\hat Z=\alpha Z+(1-\alpha)W`;
     * :math:`W\leftarrow\operatorname{SVT}_{\beta/\rho}(\hat Z+\Lambda_d/\rho)` (per block Z_j; the
       real part only on blocks that must stay real);
     * :math:`\Lambda_d\leftarrow\Lambda_d+\rho(\hat Z-W)`;
     * every ``balance_every`` iterations ρ is doubled when the primal residual :math:`\|Z-W\|`
-      exceeds ``mu`` times the dual one :math:`\rho\|W-W_{prev}\|`, halved in the opposite case.
+      exceeds ``mu`` times the dual one :math:`\rho\|W-W_{prev}\|`, halved in the opposite case
+      (free: the Z-step uses the eigenvalues, nothing is refactored).
 
-    ρ starts at β (or ``rho``).  Stops when the weak-duality certificate at W (feasible, so the
-    bound holds whatever the iteration) has relative gap <= ``tol``.  Returns
-    ``(W (P, p, q) numpy, dual, iterations, converged)``.
+    ρ starts at ``RHO_START`` β (or ``rho``): on the programs of notebooks 02 and 03 the fastest
+    fixed ρ lies between β and 16β, depending on β, and starting at 5β rather than β took 28-65 %
+    fewer iterations along the paths of notebooks 02-04 (same warm start and balancing).
+    Stops when the weak-duality certificate at W (feasible, so the bound holds whatever the
+    iteration) has relative gap <= ``tol``.  Returns ``(W (P, p, q) numpy, dual, iterations,
+    converged)``.
     """
-    if form.eig is None:
-        form.eig = np.linalg.eigh(form.H2)
-    lam_h, Q = form.eig
+    lam_h, Q = form.spectrum()
     Qh = Q.conj().T
     b, shape, c = form.b, form.shape, form.c
-    rho = float(rho or beta)
+    real_one = shape[0] == 1 and not np.iscomplexobj(b)
+    rho = float(rho or RHO_START * beta)
     W = np.zeros_like(b) if Z0 is None else np.asarray(Z0).reshape(-1, c).astype(b.dtype)
     dual = np.zeros_like(b) if dual0 is None else dual0.copy()
+    inv = (1.0 / (lam_h + rho))[:, None]
     it, ok = 0, False
     for it in range(1, max_iter + 1):
-        Z = Q @ ((Qh @ (b + rho * W - dual)) / (lam_h + rho)[:, None])
+        Z = Q @ (inv * (Qh @ (b + rho * W - dual)))
         Zh = alpha * Z + (1.0 - alpha) * W
         V = (Zh + dual / rho).reshape(shape)
         if form.real is not None:
             V[form.real] = V[form.real].real
-        U, s, Vt = np.linalg.svd(V, full_matrices=False)
+        U, s, Vt = _svd(V, real_one)
         s = np.maximum(s - beta / rho, 0.0)
         W_prev, W = W, ((U * s[:, None, :]) @ Vt).reshape(-1, c)
         dual = dual + rho * (Zh - W)
@@ -424,11 +477,27 @@ def admm_quadratic(form: GramForm, beta: float, Z0=None, dual0=None, tol: float 
             break
         if balance_every and it % balance_every == 0:
             r, sr = np.linalg.norm(Z - W), rho * np.linalg.norm(W - W_prev)
-            if r > mu * sr:
-                rho *= 2.0
-            elif sr > mu * r:
-                rho /= 2.0
+            if r > mu * sr or sr > mu * r:
+                rho = rho * 2.0 if r > mu * sr else rho / 2.0
+                inv = (1.0 / (lam_h + rho))[:, None]
     return W.reshape(shape), dual, it, ok
+
+
+def _admm_start(last: list, beta: float):
+    r"""ADMM's warm start at ``beta`` from the last points of the path ``[(β, W, Λ_d), ...]``:
+    the previous optimum W and dual :math:`\Lambda_d` scaled by :math:`\beta/\beta_{prev}` (the
+    optimal dual lies in the ball :math:`\|\Lambda_{d,j}\|_2\le\beta`); from two points, the linear
+    predictor in log β of W and of :math:`\Lambda_d/\beta` (a continuation method's first-order
+    step: on notebook 02's path 14 % fewer iterations than the previous point alone).
+    ``(None, None)`` without a previous point (a cold start)."""
+    if not last:
+        return None, None
+    b2, W2, D2 = last[-1]
+    if len(last) == 1:
+        return W2, D2 * (beta / b2)
+    b1, W1, D1 = last[-2]
+    t = np.log(beta / b2) / np.log(b2 / b1)
+    return W2 + t * (W2 - W1), beta * (D2 / b2 + t * (D2 / b2 - D1 / b1))
 
 
 def _beta_max(head, program) -> float:

@@ -1,9 +1,9 @@
 """Explorers of notebooks 02 and 03: the rank of linear attention's lifted matrix against β, and
 token clustering by gated-ReLU attention (and the gates it uses) against β, the number of gates
 and the noise.  Both compute the regularisation path over their β slider's positions
-(:func:`cvxattn_lib.solvers.regularisation_path`, warm-started FISTA, cached on disk), so moving β
-only draws; 03 computes the path of each (gates, noise) setting the first time it is chosen, saying
-so in its status line."""
+(:func:`cvxattn_lib.solvers.regularisation_path`: warm-started ADMM on these squared-loss programs,
+cached on disk), so moving β only draws; 03 computes the path of each (gates, noise) setting the
+first time it is chosen, saying so in its status line."""
 
 from __future__ import annotations
 

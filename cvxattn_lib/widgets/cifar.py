@@ -70,13 +70,16 @@ class TokenGroupExplorer(Explorer):
     heads, drawn over the patch grid of the image.  ``images`` uint8 (n, 3, H, W), ``X_grid``
     (n, s, d) their reduced tokens on the full grid, ``models`` head -> trained model (from
     ``cal.cifar.explore.group_models``), ``class_names`` to label the picker, ``underlay`` as in
-    ``cal.cifar.explore.plot_token_groups``.  ``last`` holds
-    ``index``, ``groups`` (head -> number of groups) and ``figure_sha1``."""
+    ``cal.cifar.explore.plot_token_groups``.  With ``prerender`` (the default) the figure of every
+    choice is rendered at construction (each takes a few hundred ms: the groups and the figure), so
+    a pick swaps an image.  ``last`` holds ``index``, ``groups`` (head -> number of groups) and
+    ``figure_sha1``."""
 
     css_class = "cvxattn-cifar-token-explorer"
 
     def __init__(self, images, X_grid, models: dict, labels=None, class_names=None, K: int = 4,
-                 index: int = 0, n_choices: int = 12, seed: int = 0, underlay: bool = True):
+                 index: int = 0, n_choices: int = 12, seed: int = 0, underlay: bool = True,
+                 prerender: bool = True, progress: bool = True):
         from ..cifar import explore
 
         self.images, self.X_grid, self.models = np.asarray(images), X_grid, dict(models)
@@ -93,7 +96,7 @@ class TokenGroupExplorer(Explorer):
                                  layout=W.Layout(width="360px"))
         self.groups = lru_cache(maxsize=64)(
             lambda i: explore.image_groups(self.models, self.X_grid, i, K=self.K, seed=self.seed))
-        self._start([self.picker])
+        self._start([self.picker], [{"index": i} for i in range(n)] if prerender else None, progress)
 
     def values(self) -> dict:
         return {"index": int(self.picker.value)}
@@ -119,5 +122,6 @@ def cifar_sweep_explorer(results: dict, beta: float | None = None, **kwargs) -> 
 
 
 def cifar_token_explorer(images, X_grid, models: dict, **kwargs) -> TokenGroupExplorer:
-    """Build the image picker for the token groups of the attention heads."""
+    """Build the image picker for the token groups of the attention heads (``prerender``,
+    ``progress`` and the rest as :class:`TokenGroupExplorer`)."""
     return TokenGroupExplorer(images, X_grid, models, **kwargs)
