@@ -1,6 +1,6 @@
 r"""The β explorer of notebook 04: three token-mixing convex programs (derived in this collection)
 over the positions of a β slider, with the singular-value spectra of their lifted matrices.  The
-three regularisation paths are computed when the explorer is built (warm-started FISTA,
+three regularisation paths are computed when the explorer is built (warm-started ADMM,
 :func:`cvxattn_lib.solvers.regularisation_path`, cached on disk), so a move only draws.
 
 * Bilinear token-and-channel mixing (Mixer-style, linear activation):
@@ -45,7 +45,7 @@ class MixerExplorer(Explorer):
     (AFNO-like) -- drawing the singular values of their lifted matrices.
 
     At construction the three paths over every slider position are computed (or loaded from the
-    cache); :meth:`solve` serves grid values from them (``retried`` is then empty: FISTA stops at
+    cache); :meth:`solve` serves grid values from them (``retried`` is then empty: ADMM stops at
     its certified gap) and solves any other β with CVXPY (cached).
 
     ``last`` holds ``beta``, the optima ``mixer_value``, ``circulant_value``,
