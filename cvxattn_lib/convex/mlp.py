@@ -32,6 +32,7 @@ from ..losses import loss_value, one_hot
 from ..nonconvex.mlp import ACTIVATIONS, TwoLayerNet
 from ..validation import (as_float_array, choice, positive_int, positive_scalar, seed_value,
                           targets)
+from .relu_cones import cones_for
 
 
 def nuclear_norm(Z) -> cp.Expression:
@@ -156,7 +157,8 @@ class MLPFit:
 
         linear :math:`\|X^\top V\|_2`; gated :math:`\max_j\|X^\top D_jV\|_2`; ReLU
         :math:`\max_j\max_\pm \|\Pi_{K_j}(\pm X^\top D_j v)\|` with
-        :math:`K_j=\{u:(2D_j-I)Xu\ge0\}`.
+        :math:`K_j=\{u:(2D_j-I)Xu\ge0\}` (every pattern at once, :mod:`.relu_cones`: exact from
+        the cones' faces when d = 3, one NNLS per block otherwise).
         """
         X = self.X
         if self.activation == "linear":
@@ -164,7 +166,7 @@ class MLPFit:
         if self.activation == "gated_relu":
             return float(max(np.linalg.norm(X.T @ (self.D[:, [j]] * V), 2)
                              for j in range(self.D.shape[1])))
-        return arrangements.relu_dual_norm(X, V[:, 0], self.D)
+        return cones_for(X, self.D).dual_norm(V[:, 0])
 
     def certify(self) -> Certificate:
         """The weak-duality certificate at this solution (see :mod:`cvxattn_lib.certificates`)."""

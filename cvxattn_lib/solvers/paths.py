@@ -241,7 +241,7 @@ def regularisation_path(kind: str, X, Y, betas=None, n_betas: int = 20, eps: flo
     gate_arrays = [np.asarray(g) for g in (meta_gates if kind == "mlp" else (meta_gates,))
                    if g is not None]
     key = _digest(PATH_VERSION, kind, activation, loss, seed, tol, max_iter, bool(warm_start),
-                  "cvxpy" if relu else solver, Xa, Ya, grid, *gate_arrays)
+                  "cvxpy-working-set" if relu else solver, Xa, Ya, grid, *gate_arrays)
     file = cache_dir() / f"{kind}-{activation}-{key[:20]}.npz" if cache else None
     make = _builder(kind, Xa, Ya, activation, meta_gates, loss)
     if file is not None and file.is_file():
@@ -255,17 +255,12 @@ def regularisation_path(kind: str, X, Y, betas=None, n_betas: int = 20, eps: flo
     bmax = np.nan
     bar = tqdm(order, desc=desc or f"path {kind} ({activation})", disable=not progress, leave=False)
     if relu:
-        from ..mixer_tasks import quiet_solve
+        from .relu_path import relu_path
 
-        bmax = _beta_max(None, program)
-        for done, k in enumerate(bar):
-            if status is not None:
-                status(f"solving β = {grid[k]:.3g} ({done + 1} of {grid.size}) with CVXPY")
-            t = time.perf_counter()
-            fit, retried = quiet_solve(program.fit, float(grid[k]))  # CVXPY's warning recorded
-            secs[k] = time.perf_counter() - t
-            fits[k] = make(grid[k], fit.Z, fit.status + (" (re-solved after an inaccurate first "
-                                                         "solve)" if retried else ""), fit.solver)
+        bmax, Zs, infos = relu_path(program.X, program.Y, program.D, grid, status=status, order=bar)
+        for k, (Z, info) in enumerate(zip(Zs, infos)):
+            secs[k], iters[k] = info.seconds, info.solves
+            fits[k] = make(grid[k], Z, info.status(2 * program.D.shape[1]), info.solver)
         method = "cvxpy"
     else:
         from . import certify as cert
@@ -433,11 +428,12 @@ def admm_quadratic(form: GramForm, beta: float, Z0=None, dual0=None, tol: float 
 
 def _beta_max(head, program) -> float:
     """beta_max of a torch head, or of the ReLU program: the largest group norm of the cone
-    projections of X^T D_j y (arrangements.relu_dual_norm at the residual -y)."""
+    projections of X^T D_j y (``arrangements.relu_dual_norm`` at the residual -y, computed by
+    :mod:`cvxattn_lib.convex.relu_cones`)."""
     if program is not None:
-        from .. import arrangements
+        from ..convex.relu_cones import cones_for
 
-        return float(arrangements.relu_dual_norm(program.X, -program.Y[:, 0], program.D))
+        return cones_for(program.X, program.D).dual_norm(-program.Y[:, 0])
     from . import certify as cert
 
     return float(cert.beta_max(head).value)

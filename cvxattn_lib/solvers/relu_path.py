@@ -1,0 +1,198 @@
+r"""The exact ReLU program's regularisation path by a working set with exact KKT checks.
+
+The program (scalar output, squared loss; :mod:`cvxattn_lib.convex.mlp`) has one block per pattern
+:math:`D_j` and sign, :math:`v_j` and :math:`w_j`:
+
+.. math:: \min\ \tfrac12\Big\|\sum_j D_jX(v_j-w_j)-y\Big\|^2+\beta\sum_j(\|v_j\|+\|w_j\|)
+   \quad\text{s.t.}\quad v_j,w_j\in K_j=\{u:(2D_j-I)Xu\ge0\}.
+
+**Optimality of a zero block.**  With the residual :math:`r=\hat y-y` and :math:`g_j=X^\top D_jr`,
+:math:`v_j=0` is optimal for its block (the others fixed) iff
+:math:`0\in g_j+\beta\,\partial\|\cdot\|(0)+N_{K_j}(0)`, i.e. iff
+
+.. math:: \|\Pi_{K_j}(-g_j)\|_2\le\beta,\qquad\text{and for } w_j:\ \|\Pi_{K_j}(g_j)\|_2\le\beta
+
+(:func:`cvxattn_lib.certificates.cone_support`; the largest of these over every block is
+``arrangements.relu_dual_norm`` at :math:`r`).  So a solution of the program restricted to a set S
+of blocks, padded with zeros, is optimal for the full program iff every block outside S passes this
+test: the blocks in S satisfy their own optimality conditions by the restricted solve.
+
+**Algorithm** (the group-lasso pattern of glmnet's strong rules, Tibshirani et al. 2012, *Strong
+rules for discarding predictors in lasso-type problems*), on a grid walked from large β down:
+
+1. :math:`\beta_{\max}=\max_b\|\Pi_{K}(\pm g_j)\|` at :math:`r=-y`; every grid point at or above it
+   has the zero solution (certified by the same test, no solve);
+2. at the next β, S = the blocks non-zero at the previous point plus those the *sequential strong
+   rule* flags: dual norm at the previous residual :math:`\ge2\beta-\beta_{\mathrm{prev}}`
+   (:math:`\beta_{\mathrm{prev}}=\beta_{\max}` after the zero points);
+3. solve the program restricted to S with CVXPY (:func:`cvxattn_lib.cvxpy_solve.solve`, through
+   :func:`cvxattn_lib.mixer_tasks.quiet_solve`, which records an inaccurate first solve and its
+   re-solve); compute every block's dual norm at its residual (all 2P, one NNLS each);
+4. blocks outside S with dual norm :math:`>\beta(1+\text{margin})` join S; back to 3 until none does.
+
+The strong rule is a heuristic (it can miss a block); step 4 is exact, so a miss costs one more
+restricted solve, never a wrong answer.  ``margin`` (default 1e-8) only keeps the round-off of the
+restricted solve (solved to ~1e-10 relative) from adding blocks whose dual constraint is tight at
+the optimum, which change nothing.  A block left out at dual norm :math:`\beta(1+\epsilon)`,
+:math:`\epsilon\le` margin, costs the float64 certificate of :class:`~cvxattn_lib.convex.mlp.MLPFit`
+(recomputed over *all* patterns) a relative gap of at most about :math:`\epsilon`: the dual point
+:math:`r/(1+\epsilon)` is feasible and, since :math:`r^\top\hat y=-\beta R` at the restricted
+optimum, its bound is below the value by about :math:`\epsilon\beta R\le\epsilon\,p^\star`.  That
+certificate, not this loop, is what the path reports.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Callable
+
+import cvxpy as cp
+import numpy as np
+from scipy import sparse
+
+from ..convex.relu_cones import ReluCones, cones_for
+from ..validation import as_float_array, positive_scalar
+
+MARGIN = 1e-8
+
+
+@dataclass
+class PointInfo:
+    """What the working set did at one grid point: ``blocks`` (final |S|, of 2P), ``solves``
+    (restricted CVXPY solves; 0 at or above beta_max), ``added`` (blocks the KKT check added
+    that the strong rule and the previous support missed), ``retried`` (some solve was re-run
+    after an inaccurate first solve), ``max_outside`` (largest dual norm / beta outside S at the
+    end: <= 1 + margin), ``seconds``, ``solver`` (the CVXPY solver's name; "none" for Z = 0)."""
+
+    blocks: int
+    solves: int
+    added: int
+    retried: bool
+    max_outside: float
+    seconds: float
+    solver: str = "none"
+
+    def status(self, n_blocks: int) -> str:
+        if self.solves == 0:
+            return "optimal (Z = 0: beta >= beta_max)"
+        return (f"optimal (working set {self.blocks} of {n_blocks} blocks, {self.solves} CVXPY "
+                f"solve{'s' if self.solves > 1 else ''}"
+                + (f", {self.added} added by the KKT check" if self.added else "")
+                + (", re-solved after an inaccurate first solve" if self.retried else "") + ")")
+
+
+class _Restricted:
+    """The ReLU program over the blocks ``mask`` (2, P), β a CVXPY Parameter (compiled once).
+    Each block's cone constraint keeps only the rows that define a facet of its cone
+    (:meth:`ReluCones.facets`): the same cone, a fraction of the rows."""
+
+    def __init__(self, X, y, cones: ReluCones, mask):
+        n, d = X.shape
+        D, S, F = cones.D, cones.S, cones.facets()
+        self.iv, self.iw = np.flatnonzero(mask[0]), np.flatnonzero(mask[1])
+        self.beta = cp.Parameter(nonneg=True, value=1.0)
+        pred, reg, cons, self.vars = 0, 0, [], []
+        for idx, sign in ((self.iv, 1.0), (self.iw, -1.0)):
+            if idx.size == 0:
+                self.vars.append(None)
+                continue
+            U = cp.Variable((d, idx.size))
+            self.vars.append(U)
+            pred = pred + sign * cp.sum(cp.multiply(D[:, idx].astype(float), X @ U), axis=1)
+            reg = reg + cp.sum(cp.norm(U, 2, axis=0))
+            rows, cols = np.nonzero(F[:, idx])  # facet row i of block column c
+            B = sparse.coo_matrix(((S[rows, idx[cols]][:, None] * X[rows]).ravel(),
+                                   (np.repeat(np.arange(rows.size), d),
+                                    (d * cols[:, None] + np.arange(d)).ravel())),
+                                  shape=(rows.size, d * idx.size)).tocsr()
+            cons.append(B @ cp.vec(U, order="F") >= 0)  # (2D_j - I)_ii x_i^T u_j >= 0
+        self.problem = cp.Problem(cp.Minimize(0.5 * cp.sum_squares(pred - y) + self.beta * reg),
+                                  cons)
+
+    def solve(self, beta, solver=None):
+        """The solution's blocks (``None`` for an empty side) and whether a re-solve happened."""
+        from ..cvxpy_solve import solve
+        from ..mixer_tasks import quiet_solve
+
+        self.beta.value = beta
+        _, retried = quiet_solve(solve, self.problem, solver=solver)
+        return [None if U is None else U.value for U in self.vars], retried
+
+
+def relu_path(X, Y, D, betas, margin: float = MARGIN, slope: float = 1.0,
+              solver: str | None = None, status: Callable[[str], None] | None = None,
+              order=None, cones: ReluCones | None = None):
+    """The ReLU program's optimum at every β of ``betas`` (see the module for the algorithm).
+
+    ``X`` (n, d), ``Y`` (n,) or (n, 1) targets, ``D`` (n, P) the patterns (all of them for the exact
+    program), ``betas`` positive (any order).  ``margin``: the KKT check's relative allowance (see
+    the module); ``slope``: the screening rule keeps the blocks whose dual norm at the previous
+    point is at least β_prev - slope (β_prev - β) (1: the sequential strong rule; smaller keeps
+    fewer blocks and leaves more to the KKT check).  ``solver`` goes to
+    :func:`cvxattn_lib.cvxpy_solve.solve`; ``status(text)`` is called before each point; ``order``
+    iterates over the indices of ``betas`` from the largest β down (default
+    ``argsort(-betas)``; a tqdm bar over it shows progress); ``cones``: the
+    :class:`~cvxattn_lib.convex.relu_cones.ReluCones` of X and D, if built already.
+    Returns ``(beta_max, Zs, infos)``: ``Zs[k] = [V, W]`` (d, P) each, the solution at
+    ``betas[k]`` padded with zeros, and ``infos[k]`` its :class:`PointInfo`.
+    """
+    X = as_float_array("X", X, 2)
+    n, d = X.shape
+    y = as_float_array("Y", Y, (1, 2)).reshape(-1)
+    if y.shape[0] != n:
+        raise ValueError(f"Y must have {n} entries (one per row of X), got {y.shape[0]}")
+    D = np.asarray(D, dtype=bool)
+    if D.ndim != 2 or D.shape[0] != n or D.shape[1] == 0:
+        raise ValueError(f"D must have shape ({n}, P) with P >= 1, got {D.shape}")
+    margin = positive_scalar("margin", margin)
+    slope = positive_scalar("slope", slope)
+    betas = np.array([positive_scalar("betas", b) for b in np.ravel(betas)], float)
+    P = D.shape[1]
+    cones = cones_for(X, D) if cones is None else cones
+    norms = cones.block_norms(-y)
+    bmax = float(norms.max())
+    Zs, infos = [None] * betas.size, [None] * betas.size
+    prev_beta, active = bmax, np.zeros((2, P), bool)
+    program, pmask = None, None
+    order = np.argsort(-betas, kind="stable") if order is None else order
+    for done, k in enumerate(order):
+        beta, t = float(betas[k]), time.perf_counter()
+        if status is not None:
+            status(f"solving β = {beta:.3g} ({done + 1} of {betas.size}) on a working set with CVXPY")
+        if beta >= bmax:  # Z = 0 is optimal: every block passes the test at r = -y
+            Zs[k] = [np.zeros((d, P)), np.zeros((d, P))]
+            infos[k] = PointInfo(0, 0, 0, False, bmax / beta, time.perf_counter() - t)
+            continue
+        mask = active | (norms >= prev_beta - slope * (prev_beta - beta))
+        if not mask.any():
+            mask[np.unravel_index(np.argmax(norms), norms.shape)] = True
+        solves, added, retried = 0, 0, False
+        while True:
+            if program is None or not np.array_equal(mask, pmask):
+                program, pmask = _Restricted(X, y, cones, mask), mask.copy()
+            (Uv, Uw), again = program.solve(beta, solver)
+            solves, retried = solves + 1, retried or again
+            V, W = np.zeros((d, P)), np.zeros((d, P))
+            if Uv is not None:
+                V[:, program.iv] = Uv
+            if Uw is not None:
+                W[:, program.iw] = Uw
+            r = np.sum(D * (X @ (V - W)), axis=1) - y
+            norms = cones.block_norms(r)
+            viol = ~mask & (norms > beta * (1.0 + margin))
+            if not viol.any():
+                break
+            added += int(viol.sum())
+            mask = mask | viol
+        Zs[k] = [V, W]
+        outside = norms[~mask]
+        infos[k] = PointInfo(int(mask.sum()), solves, added, retried,
+                             float(outside.max() / beta) if outside.size else 0.0,
+                             time.perf_counter() - t, program.problem.solver_stats.solver_name)
+        col = np.stack([np.linalg.norm(V, axis=0), np.linalg.norm(W, axis=0)])
+        active = col > 1e-6 * max(col.max(), np.finfo(float).tiny)
+        prev_beta = beta
+        if hasattr(order, "set_postfix"):
+            order.set_postfix(beta=f"{beta:.3g}", blocks=int(mask.sum()), solves=solves)
+    return bmax, Zs, infos
