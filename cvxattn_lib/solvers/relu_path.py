@@ -82,6 +82,17 @@ class PointInfo:
                 + (", re-solved after an inaccurate first solve" if self.retried else "") + ")")
 
 
+def screen(norms, beta_prev: float, beta: float, active, slope: float = 1.0) -> np.ndarray:
+    """The working set at β from the previous point β_prev (> β): the blocks ``active`` (2, P)
+    there plus those whose dual norm ``norms`` (2, P) there is at least
+    β_prev - slope (β_prev - β) (slope 1: the sequential strong rule); never empty (the block of
+    largest dual norm at least)."""
+    mask = np.asarray(active, bool) | (norms >= beta_prev - slope * (beta_prev - beta))
+    if not mask.any():
+        mask[np.unravel_index(np.argmax(norms), norms.shape)] = True
+    return mask
+
+
 class _Restricted:
     """The ReLU program over the blocks ``mask`` (2, P), β a CVXPY Parameter (compiled once).
     Each block's cone constraint keeps only the rows that define a facet of its cone
@@ -164,9 +175,7 @@ def relu_path(X, Y, D, betas, margin: float = MARGIN, slope: float = 1.0,
             Zs[k] = [np.zeros((d, P)), np.zeros((d, P))]
             infos[k] = PointInfo(0, 0, 0, False, bmax / beta, time.perf_counter() - t)
             continue
-        mask = active | (norms >= prev_beta - slope * (prev_beta - beta))
-        if not mask.any():
-            mask[np.unravel_index(np.argmax(norms), norms.shape)] = True
+        mask = screen(norms, prev_beta, beta, active, slope)
         solves, added, retried = 0, 0, False
         while True:
             if program is None or not np.array_equal(mask, pmask):
