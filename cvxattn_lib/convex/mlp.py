@@ -215,7 +215,11 @@ def prune_relu_neurons(X: np.ndarray, W1: np.ndarray, W2: np.ndarray) -> dict[st
     a = np.linalg.norm(W1, axis=0) * np.abs(W2[:, 0])  # |w2_k| ||w1_k|| (balanced: penalty/beta)
     U = W1 / np.linalg.norm(W1, axis=0)
     H = np.maximum(X @ U, 0.0) * np.sign(W2[:, 0])
-    res = linprog(np.ones(U.shape[1]), A_eq=H, b_eq=H @ a, bounds=(0, None), method="highs-ds")
+    lp = dict(A_eq=H, b_eq=H @ a, bounds=(0, None), method="highs-ds")
+    res = linprog(np.ones(U.shape[1]), **lp)
+    if res.status != 0:  # HiGHS's presolve can call this feasible LP (a is a point) infeasible,
+        # or stop on numerical difficulties: without presolve it solves
+        res = linprog(np.ones(U.shape[1]), options={"presolve": False}, **lp)
     if res.status != 0 or res.fun > a.sum() * (1 + 1e-9):
         return {"W1": W1, "W2": W2}  # keep the unpruned network rather than a worse one
     keep = res.x > 1e-12 * res.x.max()

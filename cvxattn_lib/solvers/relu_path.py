@@ -44,7 +44,7 @@ certificate, not this loop, is what the path reports.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Callable
 
 import cvxpy as cp
@@ -55,6 +55,11 @@ from ..convex.relu_cones import ReluCones, cones_for
 from ..validation import as_float_array, positive_scalar
 
 MARGIN = 1e-8
+POLISH = 1e-8  # a restricted solve whose own certified gap exceeds this is re-solved ...
+# ... by Clarabel with more iterative refinement (its status can be "optimal" at a certified gap of
+# 1e-6 at the smallest β of notebook 01; the refined solve reaches ~1e-9 there)
+REFINE = dict(iterative_refinement_reltol=1e-14, iterative_refinement_abstol=1e-14,
+              iterative_refinement_max_iter=50)
 
 
 @dataclass
@@ -72,6 +77,8 @@ class PointInfo:
     max_outside: float
     seconds: float
     solver: str = "none"
+    mask: np.ndarray | None = field(default=None, repr=False)  # the final S, (2, P)
+    polished: int = 0  # re-solves with more iterative refinement (counted in ``solves``)
 
     def status(self, n_blocks: int) -> str:
         if self.solves == 0:
@@ -79,7 +86,9 @@ class PointInfo:
         return (f"optimal (working set {self.blocks} of {n_blocks} blocks, {self.solves} CVXPY "
                 f"solve{'s' if self.solves > 1 else ''}"
                 + (f", {self.added} added by the KKT check" if self.added else "")
-                + (", re-solved after an inaccurate first solve" if self.retried else "") + ")")
+                + (", re-solved after an inaccurate first solve" if self.retried else "")
+                + (f", {self.polished} with more iterative refinement" if self.polished else "")
+                + ")")
 
 
 def screen(norms, beta_prev: float, beta: float, active, slope: float = 1.0) -> np.ndarray:
@@ -121,24 +130,48 @@ class _Restricted:
         self.problem = cp.Problem(cp.Minimize(0.5 * cp.sum_squares(pred - y) + self.beta * reg),
                                   cons)
 
-    def solve(self, beta, solver=None):
+    def solve(self, beta, solver=None, **options):
         """The solution's blocks (``None`` for an empty side) and whether a re-solve happened."""
         from ..cvxpy_solve import solve
         from ..mixer_tasks import quiet_solve
 
         self.beta.value = beta
-        _, retried = quiet_solve(solve, self.problem, solver=solver)
-        return [None if U is None else U.value for U in self.vars], retried
+        _, retried = quiet_solve(solve, self.problem, solver=solver, **options)
+        return [None if U is None else np.array(U.value, copy=True) for U in self.vars], retried
+
+    def full(self, blocks, P):
+        """The blocks as full (d, P) arrays V, W, zero outside the set."""
+        d = self.vars[0].shape[0] if self.vars[0] is not None else self.vars[1].shape[0]
+        V, W = np.zeros((d, P)), np.zeros((d, P))
+        if blocks[0] is not None:
+            V[:, self.iv] = blocks[0]
+        if blocks[1] is not None:
+            W[:, self.iw] = blocks[1]
+        return V, W
+
+
+def _restricted_gap(X, y, D, V, W, norms, mask, beta) -> float:
+    """The relative gap of the weak-duality certificate of the program restricted to ``mask``
+    (:func:`cvxattn_lib.certificates.certify`, dual norm over the blocks in the set)."""
+    from ..certificates import certify
+
+    pred = np.sum(D * (X @ (V - W)), axis=1)
+    value = 0.5 * np.sum((pred - y) ** 2) + beta * (np.linalg.norm(V, axis=0).sum()
+                                                    + np.linalg.norm(W, axis=0).sum())
+    s = float(norms[mask].max())
+    return certify(value, pred[:, None], y[:, None], "squared", beta, lambda _: s).rel_gap
 
 
 def relu_path(X, Y, D, betas, margin: float = MARGIN, slope: float = 1.0,
-              solver: str | None = None, status: Callable[[str], None] | None = None,
+              polish: float = POLISH, solver: str | None = None, status: Callable[[str], None] | None = None,
               order=None, cones: ReluCones | None = None):
     """The ReLU program's optimum at every β of ``betas`` (see the module for the algorithm).
 
     ``X`` (n, d), ``Y`` (n,) or (n, 1) targets, ``D`` (n, P) the patterns (all of them for the exact
     program), ``betas`` positive (any order).  ``margin``: the KKT check's relative allowance (see
-    the module); ``slope``: the screening rule keeps the blocks whose dual norm at the previous
+    the module); ``polish``: a restricted solve whose own certified relative gap exceeds it is
+    re-solved by Clarabel with more iterative refinement (:data:`REFINE`; the better of the two is
+    kept); ``slope``: the screening rule keeps the blocks whose dual norm at the previous
     point is at least β_prev - slope (β_prev - β) (1: the sequential strong rule; smaller keeps
     fewer blocks and leaves more to the KKT check).  ``solver`` goes to
     :func:`cvxattn_lib.cvxpy_solve.solve`; ``status(text)`` is called before each point; ``order``
@@ -158,6 +191,7 @@ def relu_path(X, Y, D, betas, margin: float = MARGIN, slope: float = 1.0,
         raise ValueError(f"D must have shape ({n}, P) with P >= 1, got {D.shape}")
     margin = positive_scalar("margin", margin)
     slope = positive_scalar("slope", slope)
+    polish = positive_scalar("polish", polish)
     betas = np.array([positive_scalar("betas", b) for b in np.ravel(betas)], float)
     P = D.shape[1]
     cones = cones_for(X, D) if cones is None else cones
@@ -176,19 +210,25 @@ def relu_path(X, Y, D, betas, margin: float = MARGIN, slope: float = 1.0,
             infos[k] = PointInfo(0, 0, 0, False, bmax / beta, time.perf_counter() - t)
             continue
         mask = screen(norms, prev_beta, beta, active, slope)
-        solves, added, retried = 0, 0, False
+        solves, added, retried, polished = 0, 0, False, 0
         while True:
             if program is None or not np.array_equal(mask, pmask):
                 program, pmask = _Restricted(X, y, cones, mask), mask.copy()
-            (Uv, Uw), again = program.solve(beta, solver)
+            blocks, again = program.solve(beta, solver)
             solves, retried = solves + 1, retried or again
-            V, W = np.zeros((d, P)), np.zeros((d, P))
-            if Uv is not None:
-                V[:, program.iv] = Uv
-            if Uw is not None:
-                W[:, program.iw] = Uw
-            r = np.sum(D * (X @ (V - W)), axis=1) - y
-            norms = cones.block_norms(r)
+            V, W = program.full(blocks, P)
+            norms = cones.block_norms(np.sum(D * (X @ (V - W)), axis=1) - y)
+            gap = _restricted_gap(X, y, D, V, W, norms, mask, beta)
+            name = program.problem.solver_stats.solver_name
+            if gap > polish and name == "CLARABEL":  # same solver, more iterative refinement
+                blocks2, again = program.solve(beta, name, **REFINE)
+                solves, retried = solves + 1, retried or again
+                V2, W2 = program.full(blocks2, P)
+                norms2 = cones.block_norms(np.sum(D * (X @ (V2 - W2)), axis=1) - y)
+                gap2 = _restricted_gap(X, y, D, V2, W2, norms2, mask, beta)
+                if gap2 < gap:
+                    V, W, norms, gap = V2, W2, norms2, gap2
+                polished += 1
             viol = ~mask & (norms > beta * (1.0 + margin))
             if not viol.any():
                 break
@@ -198,7 +238,8 @@ def relu_path(X, Y, D, betas, margin: float = MARGIN, slope: float = 1.0,
         outside = norms[~mask]
         infos[k] = PointInfo(int(mask.sum()), solves, added, retried,
                              float(outside.max() / beta) if outside.size else 0.0,
-                             time.perf_counter() - t, program.problem.solver_stats.solver_name)
+                             time.perf_counter() - t, program.problem.solver_stats.solver_name,
+                             mask, polished)
         col = np.stack([np.linalg.norm(V, axis=0), np.linalg.norm(W, axis=0)])
         active = col > 1e-6 * max(col.max(), np.finfo(float).tiny)
         prev_beta = beta
