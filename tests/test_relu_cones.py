@@ -82,3 +82,22 @@ def test_shared_instance_and_bad_input():
         ReluCones(X, D[:-1])
     with pytest.raises(ValueError, match="r"):
         ReluCones(X, D).block_norms(np.ones(5))
+
+
+def test_projections_are_the_maximisers():
+    """projections(r) are the NNLS projections g + A^T mu, their norms the block norms."""
+    from scipy.optimize import nnls
+
+    rng = np.random.default_rng(7)
+    X = toy(10, seed=7, degenerate="collinear")
+    D, _ = arrangements.enumerate_patterns(X)
+    cones = ReluCones(X, D)
+    r = rng.standard_normal(10)
+    proj = cones.projections(r)
+    np.testing.assert_allclose(np.linalg.norm(proj, axis=2), cones.block_norms(r), atol=1e-10)
+    for j in range(D.shape[1]):
+        A, g = (2.0 * D[:, j] - 1.0)[:, None] * X, X.T @ (D[:, j] * r)
+        for row, h in ((0, -g), (1, g)):
+            mu, _ = nnls(A.T, -h)
+            np.testing.assert_allclose(proj[row, j], h + A.T @ mu, atol=1e-9)
+            assert np.all(A @ proj[row, j] >= -1e-9)  # in the cone

@@ -144,6 +144,58 @@ class ReluCones:
         np.maximum.at(out[0], self.pair_pat[minus], val[minus])
         return out
 
+    def projections(self, r) -> np.ndarray:
+        r"""The projections themselves, (2, P, d): :math:`\Pi_{K_j}(-g_j)` and :math:`\Pi_{K_j}(g_j)`
+        (their norms are :meth:`block_norms`).  At an optimum every non-zero block :math:`v_j` is
+        :math:`\|v_j\|\,\Pi_{K_j}(-g_j)/\beta` (its KKT condition), so these are the exact
+        directions of the active neurons; blocks of neighbouring cones whose optimum lies on a
+        shared ray get the same vector (the ray's) here, bit for bit."""
+        r = as_float_array("r", r, 1, shape=(self.X.shape[0],))
+        X = self.X
+        G = X.T @ (self.D * r[:, None])  # (d, P)
+        d, P = G.shape
+        out = np.zeros((2, P, d))
+        if self.method == "nnls":
+            from scipy.optimize import nnls
+
+            for j in range(P):
+                A = self.S[:, j, None] * X
+                for row, g in ((0, -G[:, j]), (1, G[:, j])):
+                    mu, _ = nnls(A.T, -g, maxiter=50 * max(A.shape))
+                    out[row, j] = g + A.T @ mu
+            return out
+        AG = self.S * (X @ G)
+        keys, vals, vecs = [], [], []
+
+        def add(row, pat, val, vec):
+            keys.append(row * P + pat)
+            vals.append(val)
+            vecs.append(vec)
+
+        inside = [np.flatnonzero(np.all(AG <= 0, axis=0)), np.flatnonzero(np.all(AG >= 0, axis=0))]
+        gn = np.linalg.norm(G, axis=0)
+        add(0, inside[0], gn[inside[0]], -G[:, inside[0]].T)
+        add(1, inside[1], gn[inside[1]], G[:, inside[1]].T)
+        p = np.einsum("mi,im->m", self.rays, G[:, self.ray_pat])
+        add(1, self.ray_pat, p, p[:, None] * self.rays)
+        add(0, self.ray_pat, -p, -p[:, None] * self.rays)
+        pa, pb, c = p[self.pair_a], p[self.pair_b], self.pair_cos
+        den = 1.0 - c * c
+        al, be = (pa - c * pb) / den, (pb - c * pa) / den
+        val = np.sqrt(np.maximum(al * pa + be * pb, 0.0))
+        vec = al[:, None] * self.rays[self.pair_a] + be[:, None] * self.rays[self.pair_b]
+        plus, minus = (al >= 0) & (be >= 0), (al <= 0) & (be <= 0)
+        add(1, self.pair_pat[plus], val[plus], vec[plus])
+        add(0, self.pair_pat[minus], val[minus], -vec[minus])
+        keys, vals = np.concatenate(keys), np.concatenate(vals)
+        vecs = np.concatenate(vecs)
+        keep = vals > 0
+        keys, vals, vecs = keys[keep], vals[keep], vecs[keep]
+        order = np.lexsort((vals, keys))  # by block, then value: the last of each block wins
+        last = order[np.r_[keys[order][1:] != keys[order][:-1], True]]
+        out.reshape(2 * P, d)[keys[last]] = vecs[last]
+        return out
+
     def dual_norm(self, r) -> float:
         r""":math:`\max_{\|u\|\le1}|r^\top(Xu)_+|` over these patterns: the largest block norm."""
         return float(self.block_norms(r).max(initial=0.0))

@@ -22,13 +22,20 @@ rules for discarding predictors in lasso-type problems*), on a grid walked from 
 
 1. :math:`\beta_{\max}=\max_b\|\Pi_{K}(\pm g_j)\|` at :math:`r=-y`; every grid point at or above it
    has the zero solution (certified by the same test, no solve);
-2. at the next β, S = the blocks non-zero at the previous point plus those the *sequential strong
-   rule* flags: dual norm at the previous residual :math:`\ge2\beta-\beta_{\mathrm{prev}}`
-   (:math:`\beta_{\mathrm{prev}}=\beta_{\max}` after the zero points);
+2. at the next β, S = the blocks non-zero at the previous point (column norm above 1e-6 of the
+   largest) plus those the *sequential strong rule* flags: dual norm at the previous residual
+   :math:`\ge2\beta-\beta_{\mathrm{prev}}` (:math:`\beta_{\mathrm{prev}}=\beta_{\max}` after the
+   zero points; :func:`screen`, whose ``slope`` generalises the rule);
 3. solve the program restricted to S with CVXPY (:func:`cvxattn_lib.cvxpy_solve.solve`, through
    :func:`cvxattn_lib.mixer_tasks.quiet_solve`, which records an inaccurate first solve and its
-   re-solve); compute every block's dual norm at its residual (all 2P, one NNLS each);
-4. blocks outside S with dual norm :math:`>\beta(1+\text{margin})` join S; back to 3 until none does.
+   re-solve; each cone keeps only its facet rows, :meth:`.ReluCones.facets`: the same cone, about
+   4 rows instead of n); compute every block's dual norm at its residual
+   (:class:`~cvxattn_lib.convex.relu_cones.ReluCones`, all 2P at once);
+4. blocks outside S with dual norm :math:`>\beta(1+\text{margin})` join S; back to 3 until none does;
+5. if the restricted solve's own certified gap exceeds ``polish`` (1e-8), Clarabel solves it
+   again with more iterative refinement and the better one is kept; then each non-zero block is
+   snapped to its cone's exact maximiser and the magnitudes re-fitted (:func:`_snap`), kept only
+   if the KKT check still passes and the certified gap does not grow past ``polish``.
 
 The strong rule is a heuristic (it can miss a block); step 4 is exact, so a miss costs one more
 restricted solve, never a wrong answer.  ``margin`` (default 1e-8) only keeps the round-off of the
@@ -39,6 +46,9 @@ the optimum, which change nothing.  A block left out at dual norm :math:`\beta(1
 :math:`r/(1+\epsilon)` is feasible and, since :math:`r^\top\hat y=-\beta R` at the restricted
 optimum, its bound is below the value by about :math:`\epsilon\beta R\le\epsilon\,p^\star`.  That
 certificate, not this loop, is what the path reports.
+
+On notebook 01's spiral (n = 40, P = 1561 patterns, 3122 blocks, 41 slider positions) the sets hold
+about 200-800 blocks and 1-2 solves per position suffice (``benchmarks/bench_slider_resolve.py``).
 """
 
 from __future__ import annotations
@@ -79,6 +89,7 @@ class PointInfo:
     solver: str = "none"
     mask: np.ndarray | None = field(default=None, repr=False)  # the final S, (2, P)
     polished: int = 0  # re-solves with more iterative refinement (counted in ``solves``)
+    snapped: bool = False  # directions replaced by the cones' exact maximisers (:func:`_snap`)
 
     def status(self, n_blocks: int) -> str:
         if self.solves == 0:
@@ -162,6 +173,45 @@ def _restricted_gap(X, y, D, V, W, norms, mask, beta) -> float:
     return certify(value, pred[:, None], y[:, None], "squared", beta, lambda _: s).rel_gap
 
 
+def _snap(X, y, D, cones, V, W, norms, mask, beta, margin, polish):
+    """Polish a converged point: each block with a non-zero column (above 1e-9 of the largest)
+    gets its cone's exact maximiser at the residual as direction (:meth:`ReluCones.projections`:
+    at an optimum a non-zero block points there), and the magnitudes a >= 0 are re-fitted with the
+    directions fixed, min_a 1/2 ||Ha - y||^2 + beta sum_k a_k (H: the neurons' outputs
+    on X, a small CVXPY problem); the rest are zero.  Kept only if the blocks outside the set still
+    pass the KKT check and the certified gap over all blocks stays at most max(its value before,
+    ``polish``).  Why: the interior-point solver leaves the copies of one neuron in neighbouring
+    cones (an optimum on a ray they share) ~1e-7 apart, which the vertex LP of
+    :func:`~cvxattn_lib.convex.mlp.prune_relu_neurons` cannot merge (so a figure would count them
+    as several neurons); snapped, they coincide bit for bit.  Returns ``(V, W, norms, snapped)``."""
+    from ..cvxpy_solve import solve
+    from ..mixer_tasks import quiet_solve
+
+    r = np.sum(D * (X @ (V - W)), axis=1) - y
+    proj = cones.projections(r)
+    pn = np.linalg.norm(proj, axis=2)
+    cols = np.stack([np.linalg.norm(V, axis=0), np.linalg.norm(W, axis=0)])
+    rows, js = np.nonzero((cols > 1e-9 * cols.max()) & (pn > 0))
+    if rows.size == 0:
+        return V, W, norms, False
+    U = proj[rows, js] / pn[rows, js, None]  # (K, d) unit directions
+    H = (1.0 - 2.0 * rows) * D[:, js] * (X @ U.T)  # (n, K): +v_j, -w_j
+    a = cp.Variable(rows.size, nonneg=True)
+    quiet_solve(solve, cp.Problem(cp.Minimize(0.5 * cp.sum_squares(H @ a - y) + beta * cp.sum(a))))
+    av = np.maximum(np.asarray(a.value, float), 0.0)
+    V2, W2 = np.zeros_like(V), np.zeros_like(W)
+    for M, row in ((V2, 0), (W2, 1)):
+        k = rows == row
+        M[:, js[k]] = (U[k] * av[k, None]).T
+    norms2 = cones.block_norms(np.sum(D * (X @ (V2 - W2)), axis=1) - y)
+    every = np.ones_like(mask)
+    before = _restricted_gap(X, y, D, V, W, norms, every, beta)
+    after = _restricted_gap(X, y, D, V2, W2, norms2, every, beta)
+    if np.all(norms2[~mask] <= beta * (1.0 + margin)) and after <= max(before, polish):
+        return V2, W2, norms2, True
+    return V, W, norms, False
+
+
 def relu_path(X, Y, D, betas, margin: float = MARGIN, slope: float = 1.0,
               polish: float = POLISH, solver: str | None = None, status: Callable[[str], None] | None = None,
               order=None, cones: ReluCones | None = None):
@@ -234,12 +284,13 @@ def relu_path(X, Y, D, betas, margin: float = MARGIN, slope: float = 1.0,
                 break
             added += int(viol.sum())
             mask = mask | viol
+        V, W, norms, snapped = _snap(X, y, D, cones, V, W, norms, mask, beta, margin, polish)
         Zs[k] = [V, W]
         outside = norms[~mask]
         infos[k] = PointInfo(int(mask.sum()), solves, added, retried,
                              float(outside.max() / beta) if outside.size else 0.0,
                              time.perf_counter() - t, program.problem.solver_stats.solver_name,
-                             mask, polished)
+                             mask, polished, snapped)
         col = np.stack([np.linalg.norm(V, axis=0), np.linalg.norm(W, axis=0)])
         active = col > 1e-6 * max(col.max(), np.finfo(float).tiny)
         prev_beta = beta
