@@ -4,8 +4,9 @@ regularisation path computed when the explorer is built, at each notebook's full
 Sliders (the explorers of ``cal.widgets``, built as the notebooks build them, full mode):
 
 * 01  ``mlp_beta_explorer``: spiral ``two_class_2d(n=40, kind="spiral", noise=0.05, seed=0)``, the
-  exact ReLU program (every activation pattern; its path is solved with CVXPY, one compiled
-  program, one solve per slider position);
+  exact ReLU program (every activation pattern; its path is solved with CVXPY on a working set of
+  patterns with exact KKT checks, :mod:`cvxattn_lib.solvers.relu_path`; its "one CVXPY solve" is
+  the full program, as an off-grid move solves it);
 * 02  ``attention_rank_explorer``: ``attention_teacher(n=12, s=4, d=3, c=2, heads=2)``, linear attention;
 * 03  ``clustering_explorer``: ``routing_clusters(n=30, s=6, K=3, values=1, noise=0.1)``, 16 gates;
 * 04  ``mixer_beta_explorer``: 12 samples of 6 tokens, d = c = 2 (three programs per move).
@@ -79,7 +80,7 @@ def builders():
     X4, Y4 = notebook_04_data()
     quiet = dict(progress=False, prerender=False)
     return {
-        "01": ("ReLU MLP, spiral n=40 (CVXPY path)",
+        "01": ("ReLU MLP, spiral n=40 (working set)",
                lambda cache: cal.widgets.mlp_beta_explorer(X1, y1, activation="relu", beta=0.1,
                                                            cache=cache, **quiet)),
         "02": ("linear attention n=12, s=4, d=3, c=2",

@@ -32,6 +32,7 @@ from ..losses import loss_value, one_hot
 from ..nonconvex.mlp import ACTIVATIONS, TwoLayerNet
 from ..validation import (as_float_array, choice, positive_int, positive_scalar, seed_value,
                           targets)
+from .relu_cones import cones_for
 
 
 def nuclear_norm(Z) -> cp.Expression:
@@ -156,7 +157,8 @@ class MLPFit:
 
         linear :math:`\|X^\top V\|_2`; gated :math:`\max_j\|X^\top D_jV\|_2`; ReLU
         :math:`\max_j\max_\pm \|\Pi_{K_j}(\pm X^\top D_j v)\|` with
-        :math:`K_j=\{u:(2D_j-I)Xu\ge0\}`.
+        :math:`K_j=\{u:(2D_j-I)Xu\ge0\}` (every pattern at once, :mod:`.relu_cones`: exact from
+        the cones' faces when d = 3, one NNLS per block otherwise).
         """
         X = self.X
         if self.activation == "linear":
@@ -164,7 +166,7 @@ class MLPFit:
         if self.activation == "gated_relu":
             return float(max(np.linalg.norm(X.T @ (self.D[:, [j]] * V), 2)
                              for j in range(self.D.shape[1])))
-        return arrangements.relu_dual_norm(X, V[:, 0], self.D)
+        return cones_for(X, self.D).dual_norm(V[:, 0])
 
     def certify(self) -> Certificate:
         """The weak-duality certificate at this solution (see :mod:`cvxattn_lib.certificates`)."""
@@ -213,7 +215,11 @@ def prune_relu_neurons(X: np.ndarray, W1: np.ndarray, W2: np.ndarray) -> dict[st
     a = np.linalg.norm(W1, axis=0) * np.abs(W2[:, 0])  # |w2_k| ||w1_k|| (balanced: penalty/beta)
     U = W1 / np.linalg.norm(W1, axis=0)
     H = np.maximum(X @ U, 0.0) * np.sign(W2[:, 0])
-    res = linprog(np.ones(U.shape[1]), A_eq=H, b_eq=H @ a, bounds=(0, None), method="highs-ds")
+    lp = dict(A_eq=H, b_eq=H @ a, bounds=(0, None), method="highs-ds")
+    res = linprog(np.ones(U.shape[1]), **lp)
+    if res.status != 0:  # HiGHS's presolve can call this feasible LP (a is a point) infeasible,
+        # or stop on numerical difficulties: without presolve it solves
+        res = linprog(np.ones(U.shape[1]), options={"presolve": False}, **lp)
     if res.status != 0 or res.fun > a.sum() * (1 + 1e-9):
         return {"W1": W1, "W2": W2}  # keep the unpruned network rather than a worse one
     keep = res.x > 1e-12 * res.x.max()

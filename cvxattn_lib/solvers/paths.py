@@ -21,10 +21,14 @@ Algorithm (the glmnet / scikit-learn ``lasso_path`` pattern):
    certified gap of what is drawn.
 
 The exact ReLU program of a two-layer network (``kind='mlp', activation='relu'``) has cone
-constraints that these proximal solvers do not handle; its path is solved with CVXPY, one
-parameterised program (β a ``Parameter``, compiled once) solved at each grid point.  Clarabel, the
-solver the collection uses, has no warm start, so each point costs one solve: the on-disk cache is
-what makes it cheap the second time.
+constraints that these proximal solvers do not handle; its path is solved with CVXPY on a working
+set of patterns (:mod:`.relu_path`): at each grid point the program restricted to the previous
+support and the strong rule's candidates, then an exact KKT check of every other pattern's block
+(its cone dual norm at the residual, :mod:`cvxattn_lib.convex.relu_cones`), violators added and
+re-solved until none is left; the solution padded with zeros is the full program's optimum, and
+the ``MLPFit``'s certificate over all patterns says so.  On notebook 01's spiral (1561 patterns)
+its 41 positions took 1.7x one solve of the full program in ``benchmarks/bench_slider_resolve.py``
+(28.8x with one full solve per position, as before).
 
 Paths are cached on disk (``cache=True``: under ``data/cache/paths/``, keyed by a SHA-1 of the data,
 gates, grid and options, written atomically) and loaded instead of recomputed.
@@ -58,12 +62,13 @@ class RegularisationPath:
     """Optima over a β grid, ascending.  ``fits[k]`` is the ``cal.convex`` fit at ``betas[k]``
     (``value``, ``certificate()``, ``weights()``, ...); ``values``, ``lower_bounds`` and
     ``rel_gaps`` are its float64 certificate; ``iterations`` the solver's iterations there (0 for
-    Z = 0 at or above ``beta_max``); ``seconds`` the time each point took (0 when loaded)."""
+    Z = 0 at or above ``beta_max``; for the ReLU program, the CVXPY solves of its working set);
+    ``seconds`` the time each point took (0 when loaded)."""
 
     kind: str
     activation: str
     loss: str
-    method: str  # "fista" (torch) or "cvxpy" (the exact ReLU program)
+    method: str  # "admm" or "fista" (torch), or "cvxpy" (the exact ReLU program, working set)
     betas: np.ndarray
     values: np.ndarray
     lower_bounds: np.ndarray
@@ -245,7 +250,7 @@ def regularisation_path(kind: str, X, Y, betas=None, n_betas: int = 20, eps: flo
     gate_arrays = [np.asarray(g) for g in (meta_gates if kind == "mlp" else (meta_gates,))
                    if g is not None]
     key = _digest(PATH_VERSION, kind, activation, loss, seed, tol, max_iter, bool(warm_start),
-                  "cvxpy" if relu else solver, Xa, Ya, grid, *gate_arrays)
+                  "cvxpy-working-set" if relu else solver, Xa, Ya, grid, *gate_arrays)
     file = cache_dir() / f"{kind}-{activation}-{key[:20]}.npz" if cache else None
     make = _builder(kind, Xa, Ya, activation, meta_gates, loss)
     if file is not None and file.is_file():
@@ -259,17 +264,12 @@ def regularisation_path(kind: str, X, Y, betas=None, n_betas: int = 20, eps: flo
     bmax = np.nan
     bar = tqdm(order, desc=desc or f"path {kind} ({activation})", disable=not progress, leave=False)
     if relu:
-        from ..mixer_tasks import quiet_solve
+        from .relu_path import relu_path
 
-        bmax = _beta_max(None, program)
-        for done, k in enumerate(bar):
-            if status is not None:
-                status(f"solving β = {grid[k]:.3g} ({done + 1} of {grid.size}) with CVXPY")
-            t = time.perf_counter()
-            fit, retried = quiet_solve(program.fit, float(grid[k]))  # CVXPY's warning recorded
-            secs[k] = time.perf_counter() - t
-            fits[k] = make(grid[k], fit.Z, fit.status + (" (re-solved after an inaccurate first "
-                                                         "solve)" if retried else ""), fit.solver)
+        bmax, Zs, infos = relu_path(program.X, program.Y, program.D, grid, status=status, order=bar)
+        for k, (Z, info) in enumerate(zip(Zs, infos)):
+            secs[k], iters[k] = info.seconds, info.solves
+            fits[k] = make(grid[k], Z, info.status(2 * program.D.shape[1]), info.solver)
         method = "cvxpy"
     else:
         from . import certify as cert
@@ -502,11 +502,12 @@ def _admm_start(last: list, beta: float):
 
 def _beta_max(head, program) -> float:
     """beta_max of a torch head, or of the ReLU program: the largest group norm of the cone
-    projections of X^T D_j y (arrangements.relu_dual_norm at the residual -y)."""
+    projections of X^T D_j y (``arrangements.relu_dual_norm`` at the residual -y, computed by
+    :mod:`cvxattn_lib.convex.relu_cones`)."""
     if program is not None:
-        from .. import arrangements
+        from ..convex.relu_cones import cones_for
 
-        return float(arrangements.relu_dual_norm(program.X, -program.Y[:, 0], program.D))
+        return cones_for(program.X, program.D).dual_norm(-program.Y[:, 0])
     from . import certify as cert
 
     return float(cert.beta_max(head).value)

@@ -19,8 +19,9 @@ class BetaExplorer(Explorer):
     At construction the program is solved at every slider position
     (:func:`cvxattn_lib.solvers.regularisation_path`, with a progress bar; loaded from the on-disk
     cache when the same data and options were solved before), so a move only draws.  The exact
-    ReLU program (cone constraints) is solved with CVXPY at each position; gated ReLU and linear
-    with warm-started FISTA.  :meth:`solve` serves grid values from the path and solves any other
+    ReLU program (cone constraints) is solved with CVXPY on a working set of patterns with exact
+    KKT checks (:mod:`cvxattn_lib.solvers.relu_path`); gated ReLU and linear with warm-started
+    ADMM or FISTA.  :meth:`solve` serves grid values from the path and solves any other
     β with CVXPY (cached).
 
     ``last`` holds the latest result (``beta``, ``value``, ``n_neurons``, ``rel_gap``,
