@@ -813,7 +813,7 @@ DESIGN_LIMIT = 2**25
 def fista(head, beta: float, max_iter: int = 20000, tol: float = 1e-6, check_every: int = 10,
           L0: float = 1.0, shrink: float = 0.9, Z0=None, batch_size=None, gram="auto",
           progress: bool = True, head64=None, design="auto", prox: str = "auto",
-          design_limit: int = DESIGN_LIMIT, zero_test: bool = True, subspace_rho: float = 0.1,
+          design_limit: int = DESIGN_LIMIT, zero_test: bool = True, subspace_rho: float = 0.5,
           exact_every: int = 50, **power) -> dict:
     """Run FISTA on ``head`` (its dtype and device); returns a dict for :class:`.api.HeadFit`.
 
