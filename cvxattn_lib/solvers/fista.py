@@ -3,8 +3,11 @@ r"""Accelerated proximal gradient (FISTA) for :math:`\min_Z f(Z)+\beta\sum_j\|Z_
 * :math:`f(Z)=L(\mathcal{A}(Z))`, its gradient :math:`\mathcal{A}^*(\nabla L)` (by autograd, or
   through the stacked design; see :func:`fista`);
 * prox of :math:`\tau\|\cdot\|_*` = singular-value soft-thresholding,
-  :math:`\operatorname{prox}(Z)=U\max(S-\tau,0)V^\top` (batched SVD over the gates, or the exact
-  Gram route :func:`svt_gram`);
+  :math:`\operatorname{prox}(Z)=U\max(S-\tau,0)V^\top` (batched SVD over the gates, the exact
+  Gram route :func:`svt_gram`, or -- large wide blocks of small rank, e.g. the gated Mixer's --
+  the inexact warm-started subspace route :func:`svt_subspace` inside a loop that keeps the
+  iterates as low-rank factors, :func:`_lowrank_fista`; an inexact prox changes the steps, never
+  the certificate, which is computed from the iterate);
 * step size :math:`1/L_k` by backtracking (double :math:`L_k` until
   :math:`f(Z^+)\le f(Y)+\langle\nabla f(Y),Z^+-Y\rangle+\tfrac{L_k}2\|Z^+-Y\|^2`), and a gentle
   decrease (``L_k *= shrink``) each iteration so the step follows the local curvature;
