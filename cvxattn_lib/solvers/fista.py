@@ -674,9 +674,12 @@ def _sqnorm(X):
 
 
 def _inner(X, Y):
-    """<X, Y> (factored: sum((F_X^T F_Y) * (R_X R_Y^T)))."""
+    """<X, Y> (factored: sum((F_X^T F_Y) * (R_X R_Y^T)), in float64 whatever the factors' dtype:
+    the terms cancel when X - Y is small, which float32 sums would not resolve)."""
     if X.F is not None and Y.F is not None:
-        return float(((X.F.transpose(1, 2) @ Y.F) * (X.R @ Y.R.transpose(1, 2))).sum())
+        d = torch.float64
+        return float(((X.F.to(d).transpose(1, 2) @ Y.F.to(d))
+                      * (X.R.to(d) @ Y.R.to(d).transpose(1, 2))).sum())
     return dot(X.dense(), Y.dense())
 
 
