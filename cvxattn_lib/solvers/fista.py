@@ -689,8 +689,8 @@ class _SubspaceProx:
     otherwise.
 
     Schedule: the exact prox while there is no basis yet, while the previous rank exceeds
-    :data:`SUBSPACE_FRACTION` of the short side, every ``exact_every``-th iteration, and whenever
-    the subspace result fails its test.  A subspace result is accepted when it keeps at least
+    :data:`SUBSPACE_FRACTION` of the short side, every ``exact_every``-th prox (``1``: always),
+    and whenever the subspace result fails its test.  A subspace result is accepted when it keeps at least
     ``SPARE`` Ritz values below tau (room for the rank to grow) and its error bound (``bound`` of
     :func:`svt_subspace`) is at most ``rho`` x the previous iteration's step
     :math:`\|Z_{k}-Y_{k-1}\|_F` (a relative error rule: the error goes to 0 with the steps, as the
@@ -844,13 +844,14 @@ def fista(head, beta: float, max_iter: int = 20000, tol: float = 1e-6, check_eve
     ``prox``: ``'gram'`` (:func:`svt_gram`: the Gram route, the eigenpairs above the threshold
     only -- by the partial eigensolver :func:`top_eigh` when the previous iterate's rank is small
     --, skipping blocks with Frobenius norm <= the threshold; the SVD where the Gram would be
-    inaccurate), ``'auto'`` (the same, and on the design path with wide blocks whose short side
-    is at least :data:`SUBSPACE_MIN`, the inexact warm-started subspace prox
+    inaccurate), ``'auto'`` (the same, and on the CPU design path with wide blocks whose short
+    side is at least :data:`SUBSPACE_MIN`, the loop :func:`_lowrank_fista` -- iterates kept as
+    low-rank factors, the step never formed -- with the inexact warm-started subspace prox
     :func:`svt_subspace` once the rank is small, accepted while its error bound is at most
-    ``subspace_rho`` x the previous step's length, the exact prox every ``exact_every``
-    iterations: see :class:`_SubspaceProx`) or ``'svd'`` (:func:`svt`, a full SVD of every
-    block).  ``gram=False, design=False, prox='svd', zero_test=False`` is the reference path (the
-    solver before these shortcuts).
+    ``subspace_rho`` x the previous step's length, the exact prox every ``exact_every``-th
+    prox: see :class:`_SubspaceProx`; ``info['proxes']`` counts them) or ``'svd'``
+    (:func:`svt`, a full SVD of every block).  ``gram=False, design=False, prox='svd',
+    zero_test=False`` is the reference path (the solver before these shortcuts).
     Whatever the path, the returned certificate is recomputed on the data in float64.
     """
     t0 = time.perf_counter()
