@@ -546,3 +546,22 @@ def test_inexact_prox_reaches_the_same_certified_optimum(dtype, monkeypatch):
     assert abs(fast.value - exact.value) <= (tol + 1e-9) * abs(exact.value)
     assert fast.lower_bound <= exact.value * (1 + 1e-12)
     assert exact.lower_bound <= fast.value * (1 + 1e-12)
+
+
+def test_inexact_prox_linear_mixer_and_warm_start(monkeypatch):
+    """The linear Mixer (one block) takes the low-rank loop too, and a warm start (a path's next
+    beta, started from the previous solution) reaches the exact path's certified optimum."""
+    fista_mod = importlib.import_module("cvxattn_lib.solvers.fista")
+    monkeypatch.setattr(fista_mod, "SUBSPACE_MIN", 64)
+    (X, Y), beta = _lowrank_problem()
+    common = dict(loss="cross_entropy", device="cpu", progress=False, max_iter=20000)
+    fast = cal.solvers.fit_head("mixer", X, Y, beta, activation="linear", tol=1e-6, **common)
+    exact = cal.solvers.fit_head("mixer", X, Y, beta, activation="linear", tol=1e-9, prox="gram",
+                                 **common)
+    assert fast.info["lowrank"] and fast.info["proxes"]["subspace"] > 0
+    assert fast.converged and abs(fast.value - exact.value) <= (1e-6 + 1e-9) * exact.value
+    Z0 = torch.as_tensor(np.stack(_fit_mixer((X, Y), beta, tol=1e-4, max_iter=20000).Z))
+    warm = _fit_mixer((X, Y), 0.9 * beta, tol=1e-6, max_iter=20000, Z0=Z0)
+    cold = _fit_mixer((X, Y), 0.9 * beta, tol=1e-9, max_iter=20000, prox="gram")
+    assert warm.info["lowrank"] and warm.info["proxes"]["subspace"] > 0 and warm.converged
+    assert abs(warm.value - cold.value) <= (1e-6 + 1e-9) * cold.value
