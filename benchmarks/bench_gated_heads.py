@@ -9,30 +9,44 @@ beta, data, gates and start) for ``--iters`` iterations with the stopping test e
   and its gradient by autograd through ``head.forward`` (which recomputes the data products --
   gate masks times tokens, per-token Gram matrices -- at every call), a full SVD of every block
   per prox, and the stopping test :func:`cal.solvers.evaluate` (autograd adjoint + SVD);
-* fast (the default): the stacked design built once, the prox by the Gram route
-  (:func:`cal.solvers.svt_gram`: only the eigenpairs above tau^2, by LAPACK's partial
-  eigensolver :func:`cal.solvers.top_eigh` once the iterates' rank is small), one product with
-  the design per iteration (from the prox's low-rank factors) and one with its transpose,
-  full-size temporaries in buffers allocated once, the stopping test from the design with an
-  upper-bounded dual norm (:func:`cal.solvers.spectral_upper`).
+* exact fast (``prox='gram'``, the fast path before the inexact prox): the stacked design built
+  once, the prox by the Gram route (:func:`cal.solvers.svt_gram`: only the eigenpairs above
+  tau^2, by LAPACK's partial eigensolver :func:`cal.solvers.top_eigh` once the iterates' rank is
+  small), one product with the design per iteration (from the prox's low-rank factors) and one
+  with its transpose, full-size temporaries in buffers allocated once, the stopping test from
+  the design with an upper-bounded dual norm (:func:`cal.solvers.spectral_upper`);
+* fast (the default): the same, and for heads with wide blocks of short side >= 128 (gated
+  Mixer, linear Mixer) the low-rank loop once the rank is small: the iterates kept as factors,
+  the step as an operator, the prox inexact (:func:`cal.solvers.svt_subspace`, a warm-started
+  subspace step accepted while its error bound is at most 0.5 x the previous step's length; the
+  exact prox every 50 iterations); its steps differ from the exact path's, the certificate is
+  exact float64 all the same.
 
-A third run, fast with ``dtype='float32'`` (float32 iterations; the returned certificate is
+A fourth run, fast with ``dtype='float32'`` (float32 iterations; the returned certificate is
 still float64), shows what single precision adds.
+
+Time to certificate (``--certify HEAD ...``, default the gated Mixer): the exact fast path, the
+fast path and the fast path with float32 iterations (``--certify-reference`` adds the reference
+path) each fitted to a certified relative gap of ``--certify-tol`` (1e-6) with the stopping
+test every 10 iterations: the first stopping test at which the gap is <= 1e-3 and <= 1e-6,
+as iterations and seconds (the fit's own history, set-up included), and the values reached, so
+that an inexact prox that needs more iterations shows.
 
 Seconds per iteration come from each fit's history (first to last stopping test: set-up and the
 final float64 certificate left out, see :func:`cal.solvers.seconds_per_iteration`); the set-up
 (building the design) is printed apart.  ``--clock cpu`` stamps that history with the thread's
 CPU time (``time.thread_time``) instead of the wall clock: every computation runs on the calling
 thread here (one torch thread, one BLAS thread), so the CPU time is the work done, and it moves
-less than the wall clock when other jobs share the cores.  The two paths take the same steps, so the objective
-after ``--iters`` iterations is printed for both with their relative difference (round-off only).
+less than the wall clock when other jobs share the cores.  The reference and exact fast paths
+take the same steps, so their objectives after ``--iters`` iterations differ by round-off; the
+fast path's inexact prox takes other steps: its difference is printed as it is.
 
 Data: by default random tokens of the notebook's fast shapes (``--n 96 --s 16 --d 8 --classes
 96``, N(0, 1) tokens, uniform labels, ``--seed``); ``--data-root ROOT`` uses notebook 05's own
 features instead (``cifar.prepare_features`` + ``cifar.explore.small_features`` at ``--n``
 train images, d = 8, 16 tokens: read from ROOT's cache, extracted there if missing).
 
-    python benchmarks/bench_gated_heads.py                    # about 2 min on 2 shared cores
+    python benchmarks/bench_gated_heads.py                    # about 4 min on 2 shared cores
     python benchmarks/bench_gated_heads.py --heads mlp_gated_relu attention_gated_relu --iters 20
     python benchmarks/bench_gated_heads.py --clock cpu        # CPU seconds, on a busy machine
 """
@@ -41,6 +55,8 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
+import platform
 import time
 import types
 import warnings
@@ -48,7 +64,6 @@ import warnings
 import numpy as np
 import torch
 from threadpoolctl import threadpool_limits
-from bench_slider_resolve import print_machine  # same folder: the script's path
 
 import cvxattn_lib as cal
 
@@ -62,6 +77,18 @@ HEADS = {
     "fno": ("fno", "circulant", False, {}),
 }
 REFERENCE = {"design": False, "prox": "svd", "zero_test": False}
+
+
+def print_machine():
+    """The machine, its load and the package versions (what the timings depend on)."""
+    v = cal.runtime.versions()
+    try:
+        load = ", ".join(f"{x:.2f}" for x in os.getloadavg())
+    except (AttributeError, OSError):  # not on Windows
+        load = "n/a"
+    print(f"machine : {platform.platform()}, {platform.machine()}, {os.cpu_count()} CPUs "
+          f"(python {platform.python_version()}); load {load} (1, 5, 15 min) at start")
+    print("packages: " + ", ".join(f"{k} {v.get(k)}" for k in ["numpy", "scipy", "torch"]))
 
 
 def parse_args(argv=None):
@@ -81,6 +108,14 @@ def parse_args(argv=None):
     p.add_argument("--data-root", default=None, help="use notebook 05's features from this root")
     p.add_argument("--clock", choices=("wall", "cpu"), default="wall",
                    help="seconds per iteration by the wall clock (default) or the thread's CPU time")
+    p.add_argument("--certify", nargs="*", default=["mixer_gated_relu"], choices=list(HEADS),
+                   help="heads timed to a certified gap (default: the gated Mixer; none: skip)")
+    p.add_argument("--certify-tol", type=float, default=1e-6,
+                   help="certified relative gap the time-to-certificate fits stop at (1e-6)")
+    p.add_argument("--certify-max-iter", type=int, default=5000,
+                   help="iteration cap of the time-to-certificate fits (5000)")
+    p.add_argument("--certify-reference", action="store_true",
+                   help="also time the reference path to the certificate (slow: ~0.4 s/it)")
     args = p.parse_args(argv)
     if args.iters < 2 * args.check_every:
         p.error("--iters must be at least 2 x --check-every (two stopping tests to time between)")
@@ -103,8 +138,10 @@ def data(args):
             f"notebook 05 features ({prepared['source']}) {f['train'].shape}")
 
 
-def run(name, X, y, args, reference: bool, dtype: str = "float64"):
+def run(name, X, y, args, reference: bool, dtype: str = "float64", extra=None, iters=None,
+        tol=1e-12):
     kind, act, pool, opts = HEADS[name]
+    iters = iters or args.iters
     XX = X.mean(axis=1) if pool else X
     t0 = time.perf_counter()
     fista_mod = importlib.import_module("cvxattn_lib.solvers.fista")
@@ -114,9 +151,9 @@ def run(name, X, y, args, reference: bool, dtype: str = "float64"):
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)  # max_iter reached: on purpose
             fit = cal.solvers.fit_head(kind, XX, y, args.beta, activation=act, loss="cross_entropy",
-                                       device="cpu", seed=args.seed, max_iter=args.iters, tol=1e-12,
+                                       device="cpu", seed=args.seed, max_iter=iters, tol=tol,
                                        check_every=args.check_every, progress=False, dtype=dtype,
-                                       **opts, **(REFERENCE if reference else {}))
+                                       **opts, **(REFERENCE if reference else extra or {}))
     finally:
         fista_mod.time = time
     wall = time.perf_counter() - t0
@@ -137,21 +174,69 @@ def main(argv=None):
     rows = []
     for name in args.heads:
         ref = run(name, X, y, args, reference=True)
+        exact = run(name, X, y, args, reference=False, extra={"prox": "gram"})
         new = run(name, X, y, args, reference=False)
         f32 = run(name, X, y, args, reference=False, dtype="float32")
-        fr, fn = ref["fit"], new["fit"]
-        diff = abs(fr.history[-1][1] - fn.history[-1][1]) / abs(fr.history[-1][1])
-        rows.append((name, fr.head.shape, ref, new, f32, diff))
-        print(f"  {name}: reference {ref['per_it']:.3f} s/it, fast {new['per_it']:.4f} s/it, "
-              f"fast float32 {f32['per_it']:.4f} s/it", flush=True)
-    print("\n| head | lifted Z (P, p, q) | reference (s/it) | fast (s/it) | speed-up | fast, float32 "
-          "iterations (s/it) | speed-up | fast set-up (s) | objective after the last iteration, "
-          "reference vs fast, relative difference |")
-    print("|---|---|---|---|---|---|---|---|---|")
-    for name, shape, ref, new, f32, diff in rows:
-        print(f"| {name} | {tuple(shape)} | {ref['per_it']:.3f} | {new['per_it']:.4f} | "
-              f"{ref['per_it'] / new['per_it']:.1f}x | {f32['per_it']:.4f} | "
-              f"{ref['per_it'] / f32['per_it']:.1f}x | {new['setup']:.2f} | {diff:.1e} |")
+        v_ref = ref["fit"].history[-1][1]
+        d_exact = abs(exact["fit"].history[-1][1] - v_ref) / abs(v_ref)
+        d_new = abs(new["fit"].history[-1][1] - v_ref) / abs(v_ref)
+        rows.append((name, ref["fit"].head.shape, ref, exact, new, f32, d_exact, d_new))
+        print(f"  {name}: reference {ref['per_it']:.3f} s/it, exact fast {exact['per_it']:.4f} s/it, "
+              f"fast {new['per_it']:.4f} s/it, fast float32 {f32['per_it']:.4f} s/it "
+              f"(proxes of the fast path: {new['fit'].info.get('proxes')})", flush=True)
+    print("\n| head | lifted Z (P, p, q) | reference (s/it) | exact fast, prox='gram' (s/it) | "
+          "speed-up | fast (s/it) | speed-up | fast, float32 iterations (s/it) | speed-up | "
+          f"fast set-up (s) | objective after {args.iters} iterations, relative difference to "
+          "the reference: exact fast / fast |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
+    for name, shape, ref, exact, new, f32, d_exact, d_new in rows:
+        r = ref["per_it"]
+        print(f"| {name} | {tuple(shape)} | {r:.3f} | {exact['per_it']:.4f} | "
+              f"{r / exact['per_it']:.1f}x | {new['per_it']:.4f} | {r / new['per_it']:.1f}x | "
+              f"{f32['per_it']:.4f} | {r / f32['per_it']:.1f}x | {new['setup']:.2f} | "
+              f"{d_exact:.1e} / {d_new:.1e} |")
+    if args.certify:
+        certify(X, y, args)
+
+
+def first_at(fit, gap):
+    """(iteration, seconds) of the first stopping test with a certified gap <= ``gap``, or None."""
+    for it, _, g, t in fit.history:
+        if g <= gap:
+            return it, t
+    return None
+
+
+def certify(X, y, args):
+    """Iterations and seconds to certified relative gaps 1e-3 and ``--certify-tol``."""
+    paths = [("exact fast, prox='gram'", False, "float64", {"prox": "gram"}),
+             ("fast", False, "float64", {}), ("fast, float32 iterations", False, "float32", {})]
+    if args.certify_reference:
+        paths.insert(0, ("reference", True, "float64", {}))
+    gaps = sorted({1e-3, args.certify_tol}, reverse=True)
+    print(f"\nTime to a certified relative gap (stopping test every {args.check_every}; seconds "
+          f"from the call, set-up included; cap {args.certify_max_iter} iterations):\n")
+    head = " | ".join(f"iterations to {g:g} | seconds to {g:g}" for g in gaps)
+    print(f"| head | path | {head} | value reached | its certified gap | value vs the exact "
+          "path's, relative | proxes (subspace / exact / rejected tries) |")
+    print("|---|---|" + "---|---|" * len(gaps) + "---|---|---|---|")
+    for name in args.certify:
+        fits = []
+        for label, reference, dtype, extra in paths:
+            out = run(name, X, y, args, reference=reference, dtype=dtype, extra=extra,
+                      iters=args.certify_max_iter, tol=args.certify_tol)
+            fits.append((label, out["fit"]))
+        v_exact = dict(fits)["exact fast, prox='gram'"].value
+        for label, fit in fits:
+            cells = []
+            for g in gaps:
+                hit = first_at(fit, g)
+                cells += ["not reached", "-"] if hit is None else [str(hit[0]), f"{hit[1]:.1f}"]
+            pr = fit.info.get("proxes")
+            pr = "-" if not pr else f"{pr['subspace']} / {pr['exact']} / {pr['rejected']}"
+            print(f"| {name} | {label} | {' | '.join(cells)} | {fit.value:.10g} | "
+                  f"{fit.certificate.rel_gap:.1e} | {abs(fit.value - v_exact) / abs(v_exact):.1e} "
+                  f"| {pr} |", flush=True)
 
 
 if __name__ == "__main__":

@@ -14,14 +14,15 @@ optima over a beta grid, warm-started from large beta down (what the notebooks' 
 from .api import DTYPES, METHODS, HeadFit, beta_max, fit_head, fit_head_fraction
 from .burer_monteiro import burer_monteiro
 from .certify import DualNorm, compact_svd, evaluate, spectral_norms, stationary_bound
-from .fista import fista, spectral_upper, svt, svt_gram, top_eigh
+from .fista import fista, spectral_upper, svt, svt_gram, svt_subspace, top_eigh
 from .paths import RegularisationPath, log_grid, regularisation_path
 from .heads import (HEADS, AttentionHead, ConvexHead, FNOTorchHead, MixerTorchHead, MLPHead,
                     register_head)
 from .scaling import GapTiming, fista_step, seconds_per_iteration, time_to_certified_gap
 
 __all__ = ["DTYPES", "METHODS", "HeadFit", "fit_head", "fit_head_fraction", "beta_max",
-           "svt_gram", "top_eigh", "spectral_upper", "burer_monteiro", "DualNorm", "compact_svd",
+           "svt_gram", "svt_subspace", "top_eigh", "spectral_upper", "burer_monteiro", "DualNorm",
+           "compact_svd",
            "evaluate", "spectral_norms", "fista", "svt", "HEADS", "AttentionHead", "ConvexHead",
            "MLPHead", "MixerTorchHead", "FNOTorchHead", "register_head",
            "stationary_bound", "fista_step", "GapTiming", "time_to_certified_gap",
