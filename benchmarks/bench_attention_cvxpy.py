@@ -26,7 +26,7 @@ import sys
 import time
 
 import numpy as np
-from bench_slider_resolve import print_machine  # same folder: the script's path
+from machine import print_machine  # same folder: the script's path
 from tqdm.auto import tqdm
 
 import cvxattn_lib as cal

@@ -55,8 +55,6 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import os
-import platform
 import time
 import types
 import warnings
@@ -66,6 +64,7 @@ import torch
 from threadpoolctl import threadpool_limits
 
 import cvxattn_lib as cal
+from machine import print_machine  # same folder: the script's path
 
 #: head name -> (fit_head kind, activation, pooled input, fit_head options)
 HEADS = {
@@ -77,18 +76,6 @@ HEADS = {
     "fno": ("fno", "circulant", False, {}),
 }
 REFERENCE = {"design": False, "prox": "svd", "zero_test": False}
-
-
-def print_machine():
-    """The machine, its load and the package versions (what the timings depend on)."""
-    v = cal.runtime.versions()
-    try:
-        load = ", ".join(f"{x:.2f}" for x in os.getloadavg())
-    except (AttributeError, OSError):  # not on Windows
-        load = "n/a"
-    print(f"machine : {platform.platform()}, {platform.machine()}, {os.cpu_count()} CPUs "
-          f"(python {platform.python_version()}); load {load} (1, 5, 15 min) at start")
-    print("packages: " + ", ".join(f"{k} {v.get(k)}" for k in ["numpy", "scipy", "torch"]))
 
 
 def parse_args(argv=None):

@@ -42,7 +42,6 @@ import argparse
 import io
 import json
 import os
-import platform
 import tempfile
 import time
 
@@ -59,6 +58,7 @@ import cvxattn_lib.toydata  # noqa: E402,F401
 import cvxattn_lib.widgets  # noqa: E402,F401
 from cvxattn_lib import clustering  # noqa: E402
 from cvxattn_lib.convex.fno import circulant  # noqa: E402
+from machine import load_average, print_machine  # noqa: E402  (same folder: the script's path)
 
 OFF_GRID = 1.001  # (a) solves at b * OFF_GRID: off the slider's grid, so by CVXPY
 
@@ -168,10 +168,7 @@ def main(argv=None):
     if args.moves < 1:
         p.error("--moves must be >= 1")
     os.environ.setdefault("CVXATTN_DATA", tempfile.mkdtemp(prefix="bench-sliders-"))
-    v = cal.runtime.versions()
-    print(f"machine : {platform.platform()}, {os.cpu_count()} CPUs, load "
-          f"{', '.join(f'{x:.2f}' for x in os.getloadavg())} (1, 5, 15 min) at start")
-    print("packages: " + ", ".join(f"{k} {v[k]}" for k in ["numpy", "cvxpy", "clarabel", "torch"]))
+    print_machine()
     rows = []
     for name, (desc, build) in builders().items():
         if args.only and name not in args.only:
@@ -198,7 +195,7 @@ def main(argv=None):
           "with prerender=True, the default); ratio = CVXPY / path per move; path/solve = one-off path "
           "/ one CVXPY solve; path s = the regularisation paths' wall time; render s = the PNGs of every "
           "position (prerender's cost); build s = construction with prerender=False (paths + opening figure)")
-    print(f"load    : {', '.join(f'{x:.2f}' for x in os.getloadavg())} at the end")
+    print(f"load    : {load_average()} (1, 5, 15 min) at the end")
     if args.json:
         with open(args.json, "w") as fh:
             json.dump(rows, fh, indent=1)
