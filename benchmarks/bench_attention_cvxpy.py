@@ -26,7 +26,7 @@ import sys
 import time
 
 import numpy as np
-from machine import print_machine  # same folder: the script's path
+from bench_machine import print_machine  # same folder: the script's path
 from tqdm.auto import tqdm
 
 import cvxattn_lib as cal

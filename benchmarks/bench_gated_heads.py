@@ -64,7 +64,7 @@ import torch
 from threadpoolctl import threadpool_limits
 
 import cvxattn_lib as cal
-from machine import print_machine  # same folder: the script's path
+from bench_machine import print_machine  # same folder: the script's path
 
 #: head name -> (fit_head kind, activation, pooled input, fit_head options)
 HEADS = {

@@ -24,7 +24,7 @@ import argparse
 import time
 
 import numpy as np
-from machine import load_average, print_machine  # same folder: the script's path
+from bench_machine import load_average, print_machine  # same folder: the script's path
 from tqdm.auto import tqdm
 
 import cvxattn_lib as cal

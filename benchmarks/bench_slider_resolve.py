@@ -58,7 +58,7 @@ import cvxattn_lib.toydata  # noqa: E402,F401
 import cvxattn_lib.widgets  # noqa: E402,F401
 from cvxattn_lib import clustering  # noqa: E402
 from cvxattn_lib.convex.fno import circulant  # noqa: E402
-from machine import load_average, print_machine  # noqa: E402  (same folder: the script's path)
+from bench_machine import load_average, print_machine  # noqa: E402  (same folder: the script's path)
 
 OFF_GRID = 1.001  # (a) solves at b * OFF_GRID: off the slider's grid, so by CVXPY
 

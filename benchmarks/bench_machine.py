@@ -1,6 +1,6 @@
-"""What every benchmark prints first and last: the machine, its load and the package versions
-(the timings depend on them).  Imported by the scripts of this folder (their folder is on
-``sys.path`` when they run as ``python benchmarks/NAME.py``)."""
+"""Not a benchmark itself: what every benchmark prints first and last, the machine, its load and
+the package versions (the timings depend on them).  Imported by the scripts of this folder (their
+folder is on ``sys.path`` when they run as ``python benchmarks/NAME.py``)."""
 
 from __future__ import annotations
 
