@@ -260,6 +260,9 @@ SUBSPACE_MIN = 128
 #: ... once the previous rank is at most this fraction of the short side (measured, 8 blocks of
 #: 256 x 768: the subspace prox costs about as much as the exact one at k = 256 / 2)
 SUBSPACE_FRACTION = 1 / 4
+#: the low-rank loop and the outputs from factors (:meth:`_Design.out_factored`) need a copy of the
+#: design permuted once (``Bt``); both are used only while the design has at most this many entries
+FACTORED_DESIGN_LIMIT = 2**23
 
 
 def svt_subspace(A: torch.Tensor, tau: float, V0: torch.Tensor, power: int = 1,
@@ -496,7 +499,7 @@ class _Design:
         permuted copy of B would be large."""
         P, p, q = self.shape
         k, a = F.shape[2], q // self.c
-        if k == 0 or 2 * k * (p + q) > p * q or self.B.numel() > 2**23:
+        if k == 0 or 2 * k * (p + q) > p * q or self.B.numel() > FACTORED_DESIGN_LIMIT:
             return None
         Bt = self.Bt()  # (P, p, (q/c) n)
         Ht = _bmm(F.to(Bt.dtype).transpose(1, 2), Bt)  # (P, k, a n)
@@ -631,10 +634,6 @@ class _Point:
     def __init__(self, dense=None, F=None, R=None):
         self.D, self.F, self.R = dense, F, R
 
-    @property
-    def factored(self):
-        return self.D is None
-
     def rank(self):
         return None if self.F is None else self.F.shape[2]
 
@@ -768,7 +767,7 @@ def _lowrank_fista(smooth, sub, beta, Z, L, shrink, max_iter, check_every, tol, 
     factored, the step is an operator (:class:`_StepOp`) and the inner products come from the
     factors (:func:`_inner`, :func:`_sqnorm`) or from the outputs (:math:`\langle B^\top G,D
     \rangle=\langle G,BD\rangle`): no full-size tensor per iteration except at an exact prox.
-    Returns ``(Z dense, iterations, converged, history, restarts, L, info)``."""
+    Returns ``(Z dense, iterations, converged, history, restarts, L)``."""
     P, p, q = smooth.shape
     limit = p // 2  # factored points up to this summed rank (products cheaper than dense)
     Zp = _Point(dense=Z)
@@ -919,7 +918,7 @@ def fista(head, beta: float, max_iter: int = 20000, tol: float = 1e-6, check_eve
     # the step's four full-size results and three dots, 42 ms fresh against 14 ms in place)
     sub = (_SubspaceProx(head.shape, zd, subspace_rho, exact_every)
            if prox == "auto" and fast_prox and linear and dev.type == "cpu" and p <= q
-           and p >= SUBSPACE_MIN and smooth.B.numel() <= 2**23 else None)
+           and p >= SUBSPACE_MIN and smooth.B.numel() <= FACTORED_DESIGN_LIMIT else None)
     buf = ({name: torch.empty_like(Z, memory_format=torch.contiguous_format)
             for name in ("g", "step", "spare", "D", "dZ")}
            if linear and fast_prox and dev.type == "cpu" and sub is None else None)
@@ -980,7 +979,7 @@ def fista(head, beta: float, max_iter: int = 20000, tol: float = 1e-6, check_eve
                     nuc = nuc_n
                 L *= shrink
                 if it % check_every == 0 or it == max_iter:
-                    if isinstance(smooth, _Design):
+                    if linear:
                         if not fast_prox:
                             nuc = float(torch.linalg.matrix_norm(to64(Z), ord="nuc").sum())
                         gap, value = smooth.rel_gap(Z, beta, nuc, U=out_z)
