@@ -43,6 +43,7 @@ from tqdm.auto import tqdm
 
 from ..validation import class_labels, known_options, positive_int, positive_scalar, real_features, seed_value
 from .cache import to_device
+from .plan import PREDICT_ENTRIES
 
 
 class HeadUnavailableError(RuntimeError):
@@ -388,8 +389,6 @@ def real_features_array(X) -> np.ndarray:
     return np.asarray(X, dtype=np.float32)
 
 
-#: entries of a recovered network's largest intermediate per chunk of samples (float64: 32 MB)
-PREDICT_ENTRIES = 2**22
 
 
 def predict_chunks(net, X, batch_size: int) -> np.ndarray:

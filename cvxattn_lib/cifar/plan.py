@@ -84,7 +84,9 @@ EXPECTED_ITERATIONS = {"fista": 1000, "lbfgs": 1000}
 #: samples per chunk of the masks and device copies (solvers.heads.CHUNK)
 CHUNK = 2048
 DESIGN_LIMIT = 2**25  # solvers.fista.DESIGN_LIMIT
-PREDICT_ENTRIES = 2**22  # cifar.heads.PREDICT_ENTRIES
+#: entries of a recovered network's largest intermediate per chunk of samples (float64: 32 MB);
+#: ``cifar.heads`` predicts in chunks of this size (it imports it from here)
+PREDICT_ENTRIES = 2**22
 EXPLICIT_LIMIT = 2**25  # solvers.certify.EXPLICIT_LIMIT
 TIME_BUDGET_S = 3600.0
 ITEM = {"float64": 8, "float32": 4, "bfloat16": 2}
@@ -431,12 +433,6 @@ def _choose(cands: list, time_budget: float) -> HeadPlan:
     if ok:
         return min(ok, key=lambda p: p.seconds_per_beta)
     return cands[0]
-
-
-def plan_run(heads, sizes: Sizes, reduce_dim=None, reduce_tokens=None, method: str = "auto",
-             time_budget: float = TIME_BUDGET_S, **kw) -> list[HeadPlan]:
-    """:func:`plan_head` for every head."""
-    return [plan_head(h, sizes, reduce_dim, reduce_tokens, method, time_budget, **kw) for h in heads]
 
 
 def gb(nbytes: float) -> str:
