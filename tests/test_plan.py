@@ -121,6 +121,9 @@ def test_plan_sizes_from_the_options_without_features(capsys, tmp_path):
     assert "--plan-sizes" in capsys.readouterr().err
     assert main([*base, "--backbone", "vit_small_patch16_224", "--plan-sizes", "100,50,197,384,10"]) == 0
     assert "100 train / 50 test images, 197 tokens x 384 features, 10 classes" in capsys.readouterr().out
+    # the shipped digits plan with their own split and classes (they once got CIFAR-100's sizes)
+    assert main([*base, "--data", "digits", "--backbone", "resnet20:layer2"]) == 0
+    assert "450 train / 449 test images, 256 tokens x 32 features, 10 classes" in capsys.readouterr().out
     assert not list(tmp_path.iterdir())  # nothing read or written
 
 
@@ -254,3 +257,16 @@ def test_token_heads_keep_float32_and_memory_maps_and_chunk_their_masks(tmp_path
                        torch.as_tensor(mixer_masks(X64, H)))
     assert torch.equal(device_tensor(mm, torch.float64, "cpu", chunk=4),
                        torch.as_tensor(np.asarray(mm, float)))
+
+
+def test_mirrored_constants_equal_the_code_they_model():
+    """The plan imports no torch, so it mirrors the sizes the solvers chunk by; they must agree."""
+    import importlib
+
+    # the modules, not the functions of the same names that cvxattn_lib.solvers exports
+    certify, fista, solver_heads = (importlib.import_module(f"cvxattn_lib.solvers.{m}")
+                                    for m in ("certify", "fista", "heads"))
+
+    assert P.CHUNK == solver_heads.CHUNK
+    assert P.DESIGN_LIMIT == fista.DESIGN_LIMIT
+    assert P.EXPLICIT_LIMIT == certify.EXPLICIT_LIMIT

@@ -923,13 +923,17 @@ def plan_sizes(args):
     if args.plan_sizes is not None:
         return Sizes(*args.plan_sizes)
     kind, folder = check_data(args.data)
-    if kind == IMAGEFOLDER:
-        exts = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp")
-        count = {split: sum(1 for f in (Path(folder) / split).glob("*/*") if f.suffix.lower() in exts)
-                 for split in ("train", "test")}
-        classes = sum(1 for f in (Path(folder) / "train").iterdir() if f.is_dir()) \
-            if (Path(folder) / "train").is_dir() else 0
-        n_all, nt_all = count["train"], count["test"]
+    if kind == IMAGEFOLDER:  # the files train would read, counted as the data source lists them
+        from .sources import scan
+
+        names, train_items = scan(folder, "train")
+        n_all, nt_all, classes = len(train_items), len(scan(folder, "test")[1]), len(names)
+    elif kind == DATA_DIGITS:  # the fixed split of scikit-learn's digits (no tree needed)
+        from .digits import source_arrays, split_indices
+
+        labels = source_arrays()[1]
+        split = split_indices(labels)
+        n_all, nt_all, classes = len(split["train"]), len(split["test"]), len(set(labels.tolist()))
     else:
         n_all, nt_all, classes = DATA_SIZES[DATA_CIFAR100]
     n_train, n_test = _sizes(args)
@@ -987,10 +991,9 @@ def train(args) -> Path | None:
         if h in CONVEX_HEADS:
             solver_module()
     solver_options = check_solver_options(args.method, _solver_options(args.solver_option))
+    fast = args.fast or is_fast()
+    epochs = 2 if fast and args.epochs == 10 else args.epochs
     if args.plan:  # a dry run: sizes from the options, no features read, nothing trained
-        from ..runtime import is_fast
-
-        epochs = 2 if (args.fast or is_fast()) and args.epochs == 10 else args.epochs
         text, plans = plan_table(args, heads, solver_options, epochs)
         print(text)
         if args.strict:
@@ -1001,8 +1004,6 @@ def train(args) -> Path | None:
         out = Path(args.out).expanduser()
         if out.is_dir():
             raise ValueError(f"--out {out} is a folder; give a file name for the results JSON")
-    fast = args.fast or is_fast()
-    epochs = 2 if fast and args.epochs == 10 else args.epochs
     head_options = {"width": args.width, "attn_heads": args.attn_heads, "method": args.method,
                     "solver_options": solver_options}
     fractions = getattr(args, "beta_fractions", None)
