@@ -127,22 +127,33 @@ class ReluCones:
                 out[0, j] = cone_support(A, -G[:, j])
                 out[1, j] = cone_support(A, G[:, j])
             return out
-        AG = self.S * (self.X @ G)  # (n, P): A_j g_j
-        gn = np.linalg.norm(G, axis=0)
-        out[0] = np.where(np.all(AG <= 0, axis=0), gn, 0.0)  # -g_j in K_j
-        out[1] = np.where(np.all(AG >= 0, axis=0), gn, 0.0)
-        p = np.einsum("mi,im->m", self.rays, G[:, self.ray_pat])  # e_a^T g
+        inside, gn, p, al, be, val, plus, minus = self._face_candidates(G)
+        out[0] = np.where(inside[0], gn, 0.0)
+        out[1] = np.where(inside[1], gn, 0.0)
         np.maximum.at(out[1], self.ray_pat, p)
         np.maximum.at(out[0], self.ray_pat, -p)
-        pa, pb, c = p[self.pair_a], p[self.pair_b], self.pair_cos
-        den = 1.0 - c * c
-        al, be = (pa - c * pb) / den, (pb - c * pa) / den  # Π_span g = al e_a + be e_b
-        val = np.sqrt(np.maximum(al * pa + be * pb, 0.0))  # its norm (the same for -g)
-        plus = (al >= 0) & (be >= 0)
-        minus = (al <= 0) & (be <= 0)
         np.maximum.at(out[1], self.pair_pat[plus], val[plus])
         np.maximum.at(out[0], self.pair_pat[minus], val[minus])
         return out
+
+    def _face_candidates(self, G):
+        r"""The candidates both :meth:`block_norms` and :meth:`projections` maximise over (method
+        ``'faces'``), for G (d, P) of columns :math:`g_j`: ``inside`` (2, P) whether
+        :math:`-g_j` / :math:`g_j` lies in :math:`K_j` (its projection is itself, norm ``gn``);
+        ``p`` :math:`e_a^\top g` on every extreme ray :math:`e_a`; on every 2-face spanned by rays
+        a, b the coefficients ``al``, ``be`` of :math:`\Pi_{\mathrm{span}}g=al\,e_a+be\,e_b`,
+        its norm ``val`` (the same for -g) and whether it lies in the face for g (``plus``) or
+        for -g (``minus``)."""
+        AG = self.S * (self.X @ G)  # (n, P): A_j g_j
+        inside = np.stack([np.all(AG <= 0, axis=0), np.all(AG >= 0, axis=0)])
+        gn = np.linalg.norm(G, axis=0)
+        p = np.einsum("mi,im->m", self.rays, G[:, self.ray_pat])  # e_a^T g
+        pa, pb, c = p[self.pair_a], p[self.pair_b], self.pair_cos
+        den = 1.0 - c * c
+        al, be = (pa - c * pb) / den, (pb - c * pa) / den
+        val = np.sqrt(np.maximum(al * pa + be * pb, 0.0))
+        plus, minus = (al >= 0) & (be >= 0), (al <= 0) & (be <= 0)
+        return inside, gn, p, al, be, val, plus, minus
 
     def projections(self, r) -> np.ndarray:
         r"""The projections themselves, (2, P, d): :math:`\Pi_{K_j}(-g_j)` and :math:`\Pi_{K_j}(g_j)`
@@ -164,7 +175,7 @@ class ReluCones:
                     mu, _ = nnls(A.T, -g, maxiter=50 * max(A.shape))
                     out[row, j] = g + A.T @ mu
             return out
-        AG = self.S * (X @ G)
+        inside, gn, p, al, be, val, plus, minus = self._face_candidates(G)
         keys, vals, vecs = [], [], []
 
         def add(row, pat, val, vec):
@@ -172,19 +183,12 @@ class ReluCones:
             vals.append(val)
             vecs.append(vec)
 
-        inside = [np.flatnonzero(np.all(AG <= 0, axis=0)), np.flatnonzero(np.all(AG >= 0, axis=0))]
-        gn = np.linalg.norm(G, axis=0)
-        add(0, inside[0], gn[inside[0]], -G[:, inside[0]].T)
-        add(1, inside[1], gn[inside[1]], G[:, inside[1]].T)
-        p = np.einsum("mi,im->m", self.rays, G[:, self.ray_pat])
+        minus_in, plus_in = np.flatnonzero(inside[0]), np.flatnonzero(inside[1])
+        add(0, minus_in, gn[minus_in], -G[:, minus_in].T)
+        add(1, plus_in, gn[plus_in], G[:, plus_in].T)
         add(1, self.ray_pat, p, p[:, None] * self.rays)
         add(0, self.ray_pat, -p, -p[:, None] * self.rays)
-        pa, pb, c = p[self.pair_a], p[self.pair_b], self.pair_cos
-        den = 1.0 - c * c
-        al, be = (pa - c * pb) / den, (pb - c * pa) / den
-        val = np.sqrt(np.maximum(al * pa + be * pb, 0.0))
         vec = al[:, None] * self.rays[self.pair_a] + be[:, None] * self.rays[self.pair_b]
-        plus, minus = (al >= 0) & (be >= 0), (al <= 0) & (be <= 0)
         add(1, self.pair_pat[plus], val[plus], vec[plus])
         add(0, self.pair_pat[minus], val[minus], -vec[minus])
         keys, vals = np.concatenate(keys), np.concatenate(vals)
