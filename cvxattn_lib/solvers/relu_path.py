@@ -161,12 +161,27 @@ class _Restricted:
         return V, W
 
 
-def _restricted_gap(X, y, D, V, W, norms, mask, beta) -> float:
+def _outputs(X, D, V, W) -> np.ndarray:
+    r"""The network's outputs :math:`\sum_jD_jX(v_j-w_j)` on the rows of X, (n,)."""
+    return np.sum(D * (X @ (V - W)), axis=1)
+
+
+def _evaluate(X, y, D, cones, V, W, mask, beta):
+    """``(norms, gap)`` at the point (V, W): every block's dual norm at its residual
+    (:meth:`ReluCones.block_norms`) and the certified relative gap of the program restricted to
+    ``mask`` (:func:`_restricted_gap`)."""
+    pred = _outputs(X, D, V, W)
+    norms = cones.block_norms(pred - y)
+    return norms, _restricted_gap(X, y, D, V, W, norms, mask, beta, pred)
+
+
+def _restricted_gap(X, y, D, V, W, norms, mask, beta, pred=None) -> float:
     """The relative gap of the weak-duality certificate of the program restricted to ``mask``
-    (:func:`cvxattn_lib.certificates.certify`, dual norm over the blocks in the set)."""
+    (:func:`cvxattn_lib.certificates.certify`, dual norm over the blocks in the set); ``pred``:
+    the outputs at (V, W) when already computed."""
     from ..certificates import certify
 
-    pred = np.sum(D * (X @ (V - W)), axis=1)
+    pred = _outputs(X, D, V, W) if pred is None else pred
     value = 0.5 * np.sum((pred - y) ** 2) + beta * (np.linalg.norm(V, axis=0).sum()
                                                     + np.linalg.norm(W, axis=0).sum())
     s = float(norms[mask].max())
@@ -187,8 +202,7 @@ def _snap(X, y, D, cones, V, W, norms, mask, beta, margin, polish):
     from ..cvxpy_solve import solve
     from ..mixer_tasks import quiet_solve
 
-    r = np.sum(D * (X @ (V - W)), axis=1) - y
-    proj = cones.projections(r)
+    proj = cones.projections(_outputs(X, D, V, W) - y)
     pn = np.linalg.norm(proj, axis=2)
     cols = np.stack([np.linalg.norm(V, axis=0), np.linalg.norm(W, axis=0)])
     rows, js = np.nonzero((cols > 1e-9 * cols.max()) & (pn > 0))
@@ -203,10 +217,9 @@ def _snap(X, y, D, cones, V, W, norms, mask, beta, margin, polish):
     for M, row in ((V2, 0), (W2, 1)):
         k = rows == row
         M[:, js[k]] = (U[k] * av[k, None]).T
-    norms2 = cones.block_norms(np.sum(D * (X @ (V2 - W2)), axis=1) - y)
     every = np.ones_like(mask)
     before = _restricted_gap(X, y, D, V, W, norms, every, beta)
-    after = _restricted_gap(X, y, D, V2, W2, norms2, every, beta)
+    norms2, after = _evaluate(X, y, D, cones, V2, W2, every, beta)
     if np.all(norms2[~mask] <= beta * (1.0 + margin)) and after <= max(before, polish):
         return V2, W2, norms2, True
     return V, W, norms, False
@@ -267,15 +280,13 @@ def relu_path(X, Y, D, betas, margin: float = MARGIN, slope: float = 1.0,
             blocks, again = program.solve(beta, solver)
             solves, retried = solves + 1, retried or again
             V, W = program.full(blocks, P)
-            norms = cones.block_norms(np.sum(D * (X @ (V - W)), axis=1) - y)
-            gap = _restricted_gap(X, y, D, V, W, norms, mask, beta)
+            norms, gap = _evaluate(X, y, D, cones, V, W, mask, beta)
             name = program.problem.solver_stats.solver_name
             if gap > polish and name == "CLARABEL":  # same solver, more iterative refinement
                 blocks2, again = program.solve(beta, name, **REFINE)
                 solves, retried = solves + 1, retried or again
                 V2, W2 = program.full(blocks2, P)
-                norms2 = cones.block_norms(np.sum(D * (X @ (V2 - W2)), axis=1) - y)
-                gap2 = _restricted_gap(X, y, D, V2, W2, norms2, mask, beta)
+                norms2, gap2 = _evaluate(X, y, D, cones, V2, W2, mask, beta)
                 if gap2 < gap:
                     V, W, norms, gap = V2, W2, norms2, gap2
                 polished += 1
