@@ -239,6 +239,7 @@ def regularisation_path(kind: str, X, Y, betas=None, n_betas: int = 20, eps: flo
         head = HEADS[kind].build(X, Y, activation, gates, n_gates, seed, loss, dev, torch.float64)
         Xa, meta_gates = head._np[0], _head_gates(head, kind)
     Ya = np.asarray(Y)
+    bmax = None  # computed once, here when the grid needs it, else where the solve does
     if betas is None:
         bmax = _beta_max(head, program if relu else None)
         if bmax <= 0:
@@ -261,7 +262,6 @@ def regularisation_path(kind: str, X, Y, betas=None, n_betas: int = 20, eps: flo
     order = np.argsort(-grid)  # large beta first
     fits = [None] * grid.size
     iters, secs = np.zeros(grid.size, int), np.zeros(grid.size)
-    bmax = np.nan
     bar = tqdm(order, desc=desc or f"path {kind} ({activation})", disable=not progress, leave=False)
     if relu:
         from .relu_path import relu_path
@@ -272,10 +272,9 @@ def regularisation_path(kind: str, X, Y, betas=None, n_betas: int = 20, eps: flo
             fits[k] = make(grid[k], Z, info.status(2 * program.D.shape[1]), info.solver)
         method = "cvxpy"
     else:
-        from . import certify as cert
         from .fista import _one_blas_thread, fista
 
-        bmax = float(cert.beta_max(head).value)
+        bmax = _beta_max(head, None) if bmax is None else bmax
         P, p, q = head.shape
         c = head.targets(slice(0, 1)).shape[-1]
         spectral = kind == "fno" and activation == "spectral"
